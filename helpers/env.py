@@ -1,0 +1,84 @@
+"""The notebook environment: hub access, device choice, seeding, versions, Colab detection."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+
+MODEL_ENV_VAR = "BERT_WORKBOOK_MODEL"
+"""The one setting that switches the course from its embedded assets to Hugging Face Hub models.
+
+Unset, empty or ``embedded``: the offline default. Any other value is a hub model id, e.g.
+``bert-base-uncased``. See :mod:`bert_workbook.assets`.
+"""
+
+EMBEDDED = "embedded"
+
+
+def selected_model_name() -> str:
+    """The model named by ``BERT_WORKBOOK_MODEL``, or ``"embedded"`` when it is unset."""
+    value = os.environ.get(MODEL_ENV_VAR, "").strip()
+    return value or EMBEDDED
+
+
+def configure_hub_access() -> bool:
+    """Set ``HF_HUB_OFFLINE=1`` unless a hub model is selected; return True when offline.
+
+    The Hugging Face libraries read this variable when they are imported, so this runs when
+    ``bert_workbook`` is imported, before transformers. A value the user set is respected.
+    """
+    if selected_model_name() == EMBEDDED:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def pick_device(allow_mps: bool = False) -> str:
+    """Return ``"cuda"`` when a CUDA GPU is present, else ``"cpu"``; ``"mps"`` only if asked."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if allow_mps and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (CPU and CUDA)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def version_report() -> dict[str, str]:
+    """Versions of Python and the course's main libraries, plus the device and model setting."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    report = {"python": platform.python_version()}
+    for package in ("torch", "transformers", "tokenizers", "datasets", "bert-workbook"):
+        try:
+            report[package] = version(package)
+        except PackageNotFoundError:
+            report[package] = "not installed"
+    report["device"] = pick_device()
+    report["model"] = selected_model_name()
+    report["hub"] = "offline" if configure_hub_access() else "online"
+    return report
+
+
+def format_report(report: dict[str, str]) -> str:
+    """Lay a ``version_report()`` out as aligned ``name: value`` lines."""
+    width = max(len(k) for k in report)
+    return "\n".join(f"{k:<{width}} : {v}" for k, v in report.items())
