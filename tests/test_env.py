@@ -1,0 +1,57 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+from bert_workbook import env
+
+
+def test_seed_everything_makes_all_generators_repeat():
+    env.seed_everything(7)
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    env.seed_everything(7)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "3", None, True])
+def test_seed_everything_rejects_bad_seeds(bad):
+    with pytest.raises(ValueError, match="seed"):
+        env.seed_everything(bad)
+
+
+def test_pick_device_is_cpu_without_gpu():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert env.pick_device() == expected
+
+
+def test_model_setting_defaults_to_embedded(monkeypatch):
+    monkeypatch.delenv(env.MODEL_ENV_VAR, raising=False)
+    assert env.selected_model_name() == env.EMBEDDED
+    monkeypatch.setenv(env.MODEL_ENV_VAR, "  ")
+    assert env.selected_model_name() == env.EMBEDDED
+    monkeypatch.setenv(env.MODEL_ENV_VAR, "bert-base-uncased")
+    assert env.selected_model_name() == "bert-base-uncased"
+
+
+def test_configure_hub_access_goes_offline_by_default(monkeypatch):
+    monkeypatch.delenv(env.MODEL_ENV_VAR, raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert env.configure_hub_access() is True
+
+
+def test_configure_hub_access_leaves_hub_mode_online(monkeypatch):
+    monkeypatch.setenv(env.MODEL_ENV_VAR, "bert-base-uncased")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert env.configure_hub_access() is False
+
+
+def test_version_report_names_the_stack():
+    report = env.version_report()
+    for key in ("python", "torch", "transformers", "device", "model", "hub"):
+        assert report[key]
+    text = env.format_report(report)
+    assert text.count("\n") == len(report) - 1
+
+
+def test_not_in_colab():
+    assert env.in_colab() is False

@@ -1,0 +1,111 @@
+"""The notebooks: generated exercises in sync with solutions, headers, outputs, README table."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+import build_notebooks as build  # noqa: E402
+
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_there_are_solutions():
+    assert SOLUTIONS, "no notebooks in solutions/"
+
+
+def test_notebooks_are_in_sync_with_solutions():
+    stale = build.stale_files()
+    assert not stale, (
+        f"out of date: {[str(p.relative_to(ROOT)) for p in stale]}; run `make notebooks`"
+    )
+
+
+def test_check_mode_exits_nonzero_when_a_notebook_drifts(tmp_path):
+    for folder in ("solutions", "notebooks", "tools"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    solution = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nbformat.write(solution, tmp_path / "solutions" / "01_demo.ipynb")
+    assert [p.name for p in build.stale_files(tmp_path)] == ["01_demo.ipynb", "01_demo.ipynb"]
+    for path, text in build.planned_files(tmp_path).items():
+        path.write_text(text)
+    assert build.stale_files(tmp_path) == []
+    exercise = tmp_path / "notebooks" / "01_demo.ipynb"
+    exercise.write_text(exercise.read_text().replace("x = 1", "x = 2"))
+    assert build.stale_files(tmp_path) == [exercise]
+
+
+def test_stub_solutions_keeps_indentation_and_code_around():
+    source = "def f(x):\n    '''doc'''\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n\nf(1)"
+    assert build.stub_solutions(source) == (
+        "def f(x):\n    '''doc'''\n    " + build.STUB + "\n\nf(1)"
+    )
+
+
+def test_stub_solutions_rejects_unbalanced_markers():
+    with pytest.raises(ValueError, match="unbalanced"):
+        build.stub_solutions("### BEGIN SOLUTION\nx = 1\n")
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_exercise_notebook_is_stubbed_clean_and_headed(solution):
+    exercise = nbformat.read(ROOT / "notebooks" / solution.name, as_version=4)
+    text = json.dumps([c.source for c in exercise.cells])
+    assert "BEGIN SOLUTION" not in text
+    for cell in exercise.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+    badge, setup = exercise.cells[:2]
+    assert f"blob/main/notebooks/{solution.name}" in badge.source
+    assert 'if "google.colab" in sys.modules' in setup.source
+    installs = [line for line in setup.source.splitlines() if "subprocess.run" in line]
+    assert installs and not any("torch" in line for line in installs)  # never reinstall torch
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_solution_has_exercises_checks_and_committed_outputs(solution):
+    nb = nbformat.read(solution, as_version=4)
+    assert f"blob/main/solutions/{solution.name}" in nb.cells[0].source
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    exercises = [i for i, c in enumerate(code) if build.BEGIN in c.source]
+    assert exercises, "a solution notebook needs at least one exercise"
+    for i in exercises:
+        assert "check_" in code[i + 1].source, "each exercise is followed by its check"
+    for cell in code[2:]:  # everything but the Colab setup cell was executed and committed
+        assert cell.execution_count is not None, f"not executed: {cell.source[:60]!r}"
+        assert all(o.output_type != "error" for o in cell.outputs)
+    assert any("PASSED" in json.dumps(c.outputs) for c in code)
+    assert not any("NOT YET" in json.dumps(c.outputs) for c in code)
+
+
+def test_readme_lists_every_notebook_with_a_colab_badge():
+    readme = (ROOT / "README.md").read_text()
+    settings = build.project_settings()
+    for solution in SOLUTIONS:
+        assert build.colab_url(f"notebooks/{solution.name}", settings) in readme
+
+
+def test_readme_quick_start_has_exactly_two_commands_and_ci_runs_one():
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", quick, flags=re.DOTALL)
+    commands = [line for block in blocks for line in block.splitlines() if line.strip()]
+    assert commands == ["make lab", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert [line for line in ci if line and not line.startswith("#")][-1] == "make test"
+
+
+def test_generator_check_mode_runs_as_a_script():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "build_notebooks.py"), "--check"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
