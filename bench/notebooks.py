@@ -1,0 +1,109 @@
+"""Execute every notebook on this machine and record its wall time and peak memory.
+
+    python bench/notebooks.py [--out bench/RESULTS-notebooks.md] [paths...]
+
+Peak memory is the kernel process's resident set size (with its children), sampled every 50 ms,
+so a short spike between samples can be missed. Notebooks run one at a time, offline, with the
+embedded assets, in a temporary copy (the committed notebooks are not touched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rss_tree(process: psutil.Process) -> int:
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_notebook(path: Path, timeout: int = 900) -> tuple[float, int]:
+    """(wall seconds, peak kernel RSS in bytes) of executing ``path`` top to bottom."""
+    nb = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}})
+        peak, done = [0], threading.Event()
+        with client.setup_kernel():
+            pid = client.km.provisioner.process.pid
+            process = psutil.Process(pid)
+
+            def sample() -> None:
+                while not done.is_set():
+                    peak[0] = max(peak[0], _rss_tree(process))
+                    time.sleep(0.05)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            start = time.perf_counter()
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+            wall = time.perf_counter() - start
+            done.set()
+            sampler.join()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return wall, peak[0]
+
+
+def machine_line() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    mem = psutil.virtual_memory().total / 2**30
+    return (f"{os.cpu_count()} CPU cores ({cpu}), {mem:.0f} GiB RAM, {gpu}; torch threads "
+            f"{torch.get_num_threads()}; python {platform.python_version()}, torch {torch.__version__}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS-notebooks.md")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.pop("BERT_WORKBOOK_MODEL", None)
+    paths = args.paths or sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")) + sorted(
+        (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    rows = []
+    for path in paths:
+        wall, peak = run_notebook(path.resolve())
+        rel = path.resolve().relative_to(ROOT)
+        rows.append(f"| {rel} | {wall:.1f} | {peak / 2**20:.0f} |")
+        print(rows[-1], flush=True)
+    text = "\n".join([
+        "# Notebook wall time and peak memory",
+        "",
+        f"Measured {dt.date.today().isoformat()} with `python bench/notebooks.py` on: {machine_line()}.",
+        "Targets: each notebook under 90 s and under 2 GB (Binder).",
+        "",
+        "| notebook | wall time (s) | peak kernel RSS (MiB) |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ])
+    args.out.write_text(text)
+    print(f"wrote {args.out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
