@@ -23,6 +23,11 @@ def selected_model_name() -> str:
     return value or EMBEDDED
 
 
+def offline_flag_set() -> bool:
+    """Whether the environment variable ``HF_HUB_OFFLINE`` asks for offline mode."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def configure_hub_access() -> bool:
     """Set ``HF_HUB_OFFLINE=1`` unless a hub model is selected; return True when offline.
 
@@ -31,7 +36,7 @@ def configure_hub_access() -> bool:
     """
     if selected_model_name() == EMBEDDED:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
+    return offline_flag_set()
 
 
 def in_colab() -> bool:
@@ -74,7 +79,7 @@ def version_report() -> dict[str, str]:
             report[package] = "not installed"
     report["device"] = pick_device()
     report["model"] = selected_model_name()
-    report["hub"] = "offline" if configure_hub_access() else "online"
+    report["hub"] = "offline" if offline_flag_set() else "online allowed"
     return report
 
 

@@ -55,3 +55,9 @@ def test_version_report_names_the_stack():
 
 def test_not_in_colab():
     assert env.in_colab() is False
+
+
+@pytest.mark.parametrize("value, offline", [("1", True), ("TRUE", True), ("0", False), ("", False)])
+def test_offline_flag_reads_the_environment(monkeypatch, value, offline):
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert env.offline_flag_set() is offline
