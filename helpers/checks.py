@@ -7,6 +7,7 @@ later cells fall back to the reference implementation when the exercise is not s
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -168,3 +169,102 @@ def check_first_subword_mask(fn) -> CheckResult:
     return CheckResult(
         exercise, True, f"{len(cases)} encodings (single sentences, pairs, truncated reviews) agree."
     )
+
+
+MASKING_SIGMAS = 4.5  # a correct implementation fails a bound about once in 150,000 runs
+
+
+@lru_cache(maxsize=1)
+def masking_batch(min_tokens: int = 200_000, length: int = 128):
+    """Real IMDB test reviews as padded batches: (input_ids, special_tokens_mask) with at least
+    ``min_tokens`` non-special tokens."""
+    from bert_workbook.assets import load_tokenizer
+    from bert_workbook.data import load_course_dataset
+
+    tokenizer = load_tokenizer("embedded")
+    texts = load_course_dataset("imdb")["test"]["text"]
+    encoded = tokenizer(texts[:2500], truncation=True, max_length=length, padding="max_length",
+                        return_special_tokens_mask=True, return_tensors="pt")
+    ids, special = encoded["input_ids"], encoded["special_tokens_mask"]
+    eligible = (special == 0).sum(dim=1).cumsum(0)
+    rows = int((eligible < min_tokens).sum()) + 1
+    if rows > len(ids):
+        raise RuntimeError(f"not enough text for {min_tokens} tokens")
+    return ids[:rows], special[:rows]
+
+
+def check_mask_tokens(fn, seed: int = 0) -> CheckResult:
+    """Run ``fn`` on >= 200,000 real tokens and test BERT's masking rule statistically.
+
+    ``fn(input_ids, special_tokens_mask, vocab_size, mask_token_id, mlm_probability, generator)``
+    must return ``(inputs, labels)``. Each share must lie within ``MASKING_SIGMAS`` binomial
+    standard deviations of its target.
+    """
+    import torch
+
+    from bert_workbook.masking import IGNORE_INDEX, binomial_bound, corruption_counts
+
+    exercise = "Exercise (mask_tokens)"
+    ids, special = masking_batch()
+    vocab_size, mask_id = 30522, 103
+    hint = ("select each non-special token with probability mlm_probability; then, among the "
+            "selected only, 80% -> [MASK], 10% -> a random token, 10% unchanged.")
+
+    def run(s):
+        out, failed = _call_or_verdict(exercise, fn, ids.clone(), special.clone(), vocab_size,
+                                       mask_id, 0.15, torch.Generator().manual_seed(s))
+        if failed is None and (not isinstance(out, tuple) or len(out) != 2):
+            failed = CheckResult(exercise, False, "return a tuple (inputs, labels).", hint)
+        return out, failed
+
+    out, failed = run(seed)
+    if failed is not None:
+        return failed
+    inputs, labels = out
+    if inputs.shape != ids.shape or labels.shape != ids.shape:
+        return CheckResult(exercise, False, f"inputs/labels shapes {tuple(inputs.shape)}/"
+                           f"{tuple(labels.shape)} differ from input_ids {tuple(ids.shape)}.", hint)
+    is_special = special.bool()
+    selected = labels != IGNORE_INDEX
+    problems = []
+    if (selected & is_special).any():
+        problems.append("special tokens or padding were selected")
+    if (inputs[~selected] != ids[~selected]).any():
+        problems.append("tokens that were not selected were changed (did you apply 80/10/10 "
+                        "to every token instead of only the selected ones?)")
+    if (labels[selected] != ids[selected]).any():
+        problems.append("labels at selected positions must be the original token ids")
+    counts = corruption_counts(ids, inputs, labels, special, mask_id)
+    n, m = counts["eligible"], max(counts["selected"], 1)
+    shares = [
+        ("selected", counts["selected"] / n, 0.15, n),
+        ("[MASK] among selected", counts["mask"] / m, 0.8, m),
+        ("random among selected", counts["random"] / m, 0.1, m),
+        ("kept among selected", counts["kept"] / m, 0.1, m),
+    ]
+    lines = []
+    for name, share, target, total in shares:
+        bound = binomial_bound(target, total, MASKING_SIGMAS)
+        ok = abs(share - target) <= bound
+        lines.append(f"{name}: {share:.4f} (target {target} ± {bound:.4f}) {'ok' if ok else 'OUT'}")
+        if not ok:
+            problems.append(f"{name} is {share:.4f}, outside {target} ± {bound:.4f}")
+    randoms = inputs[selected & (inputs != ids) & (inputs != mask_id)]
+    if len(randoms):
+        distinct = len(torch.unique(randoms))
+        expected = vocab_size * (1 - math.exp(-len(randoms) / vocab_size))
+        lines.append(f"distinct random tokens: {distinct} of {len(randoms)} "
+                     f"(uniform over the vocabulary: about {expected:.0f})")
+        if distinct < 0.9 * expected:
+            problems.append("random replacements are not spread over the vocabulary")
+    again, _ = run(seed)
+    if not (isinstance(again, tuple) and torch.equal(again[0], inputs) and torch.equal(again[1], labels)):
+        problems.append("the same generator seed must give the same result")
+    other, _ = run(seed + 1)
+    if isinstance(other, tuple) and torch.equal(other[0], inputs):
+        problems.append("a different seed gave identical masks: use the generator you are given")
+    header = (f"{n:,} real tokens ({MASKING_SIGMAS}-sigma binomial bounds):\n  "
+              + "\n  ".join(lines))
+    if problems:
+        return CheckResult(exercise, False, header + "\nProblems: " + "; ".join(problems) + ".", hint)
+    return CheckResult(exercise, True, header)

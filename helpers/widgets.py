@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 import ipywidgets as widgets
+
 from bert_workbook.wordpiece import format_token_rows, token_rows
 
 EXPLORER_COLUMNS = ("position", "token", "id", "segment", "word_id", "text")

@@ -2,8 +2,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import bert_workbook  # noqa: E402,F401  (sets up offline hub access before transformers loads)
 import pytest  # noqa: E402
+
+import bert_workbook  # noqa: E402,F401  (sets up offline hub access before transformers loads)
 
 
 @pytest.fixture(scope="session")

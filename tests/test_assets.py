@@ -2,8 +2,9 @@ import time
 
 import pytest
 import torch
-from bert_workbook import assets
 from transformers import AutoTokenizer, BertTokenizer
+
+from bert_workbook import assets
 
 TEXTS = [
     "The cat sat on the unaffable mat.",

@@ -1,6 +1,7 @@
 """Every exercise check passes on the reference and fails on a stub and on plausible mistakes."""
 
 import pytest
+
 from bert_workbook import checks
 from bert_workbook import wordpiece as wp
 

@@ -1,7 +1,8 @@
 import pytest
-from bert_workbook import data
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from bert_workbook import data
 
 
 def test_unknown_dataset_is_a_clear_error():

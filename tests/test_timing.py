@@ -1,4 +1,5 @@
 import pytest
+
 from bert_workbook.timing import items_per_second
 
 

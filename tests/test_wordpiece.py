@@ -1,7 +1,8 @@
 import pytest
-from bert_workbook import wordpiece as wp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from bert_workbook import wordpiece as wp
 
 
 @pytest.mark.parametrize(

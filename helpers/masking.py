@@ -1,0 +1,112 @@
+"""Masked language modeling inputs: BERT's 15% selection and 80/10/10 corruption, by hand."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+IGNORE_INDEX = -100  # the label cross-entropy skips: positions the loss does not see
+
+
+def _check_probability(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    special_tokens_mask: torch.Tensor,
+    vocab_size: int,
+    mask_token_id: int,
+    mlm_probability: float = 0.15,
+    generator: torch.Generator | None = None,
+    mask_replace_prob: float = 0.8,
+    random_replace_prob: float = 0.1,
+    random_token_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Corrupt a batch for masked-language-model training; return ``(inputs, labels)``.
+
+    Each position that is not special (``special_tokens_mask`` is 1 on [CLS], [SEP] and padding)
+    is *selected* with probability ``mlm_probability``. A selected token becomes [MASK] with
+    probability ``mask_replace_prob``, a random token with ``random_replace_prob``, and stays
+    unchanged otherwise. ``labels`` holds the original id at selected positions and -100
+    elsewhere. Random tokens are drawn uniformly from ``random_token_ids`` (default: the whole
+    vocabulary, as in BERT). The input tensors are not modified.
+    """
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype != torch.long:
+        raise TypeError("input_ids must be a torch.long tensor")
+    if not isinstance(special_tokens_mask, torch.Tensor):
+        raise TypeError("special_tokens_mask must be a tensor")
+    if special_tokens_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"special_tokens_mask has shape {tuple(special_tokens_mask.shape)}, "
+            f"input_ids has {tuple(input_ids.shape)}: they must match"
+        )
+    if not isinstance(vocab_size, int) or vocab_size < 1:
+        raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
+    if not 0 <= mask_token_id < vocab_size:
+        raise ValueError(f"mask_token_id {mask_token_id} is outside the vocabulary [0, {vocab_size})")
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
+        raise ValueError(f"input_ids must lie in [0, {vocab_size})")
+    for name, value in [("mlm_probability", mlm_probability), ("mask_replace_prob", mask_replace_prob),
+                        ("random_replace_prob", random_replace_prob)]:
+        _check_probability(name, value)
+    if mask_replace_prob + random_replace_prob > 1 + 1e-9:
+        raise ValueError("mask_replace_prob + random_replace_prob must not exceed 1")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator (or None)")
+    if random_token_ids is None:
+        random_token_ids = torch.arange(vocab_size)
+    elif random_token_ids.numel() == 0:
+        raise ValueError("random_token_ids is empty")
+
+    special = special_tokens_mask.bool()
+    draw = torch.rand(input_ids.shape, generator=generator)
+    selected = (draw < mlm_probability) & ~special
+    labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+
+    action = torch.rand(input_ids.shape, generator=generator)
+    to_mask = selected & (action < mask_replace_prob)
+    to_random = selected & (action >= mask_replace_prob) & (action < mask_replace_prob + random_replace_prob)
+    picks = torch.randint(len(random_token_ids), input_ids.shape, generator=generator)
+
+    inputs = input_ids.clone()
+    inputs[to_mask] = mask_token_id
+    inputs[to_random] = random_token_ids[picks][to_random]
+    return inputs, labels
+
+
+def corruption_counts(
+    original: torch.Tensor,
+    corrupted: torch.Tensor,
+    labels: torch.Tensor,
+    special_tokens_mask: torch.Tensor,
+    mask_token_id: int,
+) -> dict[str, int]:
+    """Count eligible and selected positions, and what happened to the selected ones.
+
+    ``mask``: became [MASK]; ``random``: became another token; ``kept``: unchanged. A random
+    draw that happens to pick the original token counts as kept: from the outside the two are
+    indistinguishable (with BERT's vocabulary, about once in 30,000 random draws).
+    """
+    if not original.shape == corrupted.shape == labels.shape == special_tokens_mask.shape:
+        raise ValueError("original, corrupted, labels and special_tokens_mask must share a shape")
+    selected = labels != IGNORE_INDEX
+    masked = selected & (corrupted == mask_token_id)
+    kept = selected & (corrupted == original)
+    return {
+        "eligible": int((~special_tokens_mask.bool()).sum()),
+        "selected": int(selected.sum()),
+        "mask": int(masked.sum()),
+        "random": int((selected & ~masked & ~kept).sum()),
+        "kept": int(kept.sum()),
+    }
+
+
+def binomial_bound(p: float, n: int, sigmas: float = 4.5) -> float:
+    """Half-width of a ``sigmas``-standard-deviation interval for a binomial share over ``n``."""
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    _check_probability("p", p)
+    return sigmas * math.sqrt(p * (1 - p) / n)
