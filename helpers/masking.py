@@ -110,3 +110,39 @@ def binomial_bound(p: float, n: int, sigmas: float = 4.5) -> float:
         raise ValueError(f"n must be positive, got {n}")
     _check_probability("p", p)
     return sigmas * math.sqrt(p * (1 - p) / n)
+
+
+MASK_STATUSES = ("not selected", "[MASK]", "random", "kept")
+
+
+def masked_rows(tokenizer, text: str, mlm_probability: float = 0.15, seed: int = 0,
+                mask_fn=mask_tokens) -> list[dict]:
+    """Mask one sentence and describe each token: what it was, what the model sees, and why.
+
+    ``status`` is one of ``MASK_STATUSES``; ``label`` is the id the loss must predict, or -100.
+    Special tokens are never selected.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+    encoded = tokenizer(text, return_special_tokens_mask=True, return_tensors="pt")
+    ids = encoded["input_ids"]
+    inputs, labels = mask_fn(ids, encoded["special_tokens_mask"], len(tokenizer),
+                             tokenizer.mask_token_id, mlm_probability,
+                             torch.Generator().manual_seed(seed))
+    rows = []
+    for original, shown, label in zip(ids[0].tolist(), inputs[0].tolist(), labels[0].tolist()):
+        if label == IGNORE_INDEX:
+            status = "not selected"
+        elif shown == tokenizer.mask_token_id:
+            status = "[MASK]"
+        elif shown != original:
+            status = "random"
+        else:
+            status = "kept"
+        rows.append({
+            "token": tokenizer.convert_ids_to_tokens(original),
+            "model sees": tokenizer.convert_ids_to_tokens(shown),
+            "status": status,
+            "label": label,
+        })
+    return rows

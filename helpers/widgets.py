@@ -6,6 +6,7 @@ import html
 
 import ipywidgets as widgets
 
+from bert_workbook.masking import mask_tokens, masked_rows
 from bert_workbook.wordpiece import format_token_rows, token_rows
 
 EXPLORER_COLUMNS = ("position", "token", "id", "segment", "word_id", "text")
@@ -59,3 +60,53 @@ def token_explorer(tokenizer, text: str, text_pair: str = ""):
     second.observe(update, names="value")
     update()
     return Explorer([first, second, chips, table])
+
+
+MASK_COLORS = {"not selected": "#f3f4f6", "[MASK]": "#fca5a5", "random": "#fcd34d", "kept": "#86efac"}
+
+
+def masked_rows_html(rows: list[dict]) -> str:
+    """Masked tokens as chips: grey unselected, red [MASK], yellow random (with the original),
+    green selected-but-kept; a legend first."""
+    legend = " ".join(
+        f'<span style="background:{c};padding:1px 4px;border-radius:3px">{html.escape(s)}</span>'
+        for s, c in MASK_COLORS.items()
+    )
+    chips = []
+    for row in rows:
+        shown = html.escape(row["model sees"])
+        if row["status"] == "random":
+            shown += f' <s style="color:#6b7280">{html.escape(row["token"])}</s>'
+        chips.append(
+            f'<span title="{html.escape(row["status"])}" style="background:'
+            f'{MASK_COLORS[row["status"]]};padding:2px 5px;margin:2px;border-radius:4px;'
+            f'display:inline-block;font-family:monospace">{shown}</span>'
+        )
+    return f"<div>{legend}</div><div>{''.join(chips)}</div>"
+
+
+def mask_explorer(tokenizer, text: str, mlm_probability: float = 0.15, seed: int = 0,
+                  mask_fn=None):
+    """A widget: a sentence, a masking-probability slider and a seed; shows what BERT sees.
+
+    ``mask_fn`` defaults to :func:`bert_workbook.masking.mask_tokens` (pass your own to see it).
+    """
+    mask_fn = mask_fn or mask_tokens
+    sentence = widgets.Text(value=text, description="Sentence", layout={"width": "90%"})
+    probability = widgets.FloatSlider(value=mlm_probability, min=0.0, max=1.0, step=0.05,
+                                      description="mask prob.")
+    seed_box = widgets.IntText(value=seed, description="seed")
+    view = widgets.HTML()
+
+    def update(_change=None) -> None:
+        try:
+            rows = masked_rows(tokenizer, sentence.value, probability.value, seed_box.value, mask_fn)
+        except Exception as error:  # show the problem in the widget rather than losing it
+            view.value = f"<b>Cannot mask:</b> {html.escape(str(error))}"
+            return
+        view.value = masked_rows_html(rows)
+
+    for control in (sentence, probability, seed_box):
+        control.observe(update, names="value")
+    update()
+    return Explorer([sentence, widgets.HBox([probability, seed_box]), view])

@@ -127,3 +127,17 @@ def test_corruption_counts_and_bounds():
         masking.binomial_bound(0.5, 0)
     with pytest.raises(ValueError, match="shape"):
         masking.corruption_counts(original, corrupted[:, :3], labels, special, MASK)
+
+
+def test_masked_rows_describe_every_token(tokenizer):
+    rows = masking.masked_rows(tokenizer, "The cat sat on the mat.", mlm_probability=1.0, seed=3)
+    assert rows[0]["status"] == rows[-1]["status"] == "not selected"
+    assert {r["status"] for r in rows[1:-1]} <= {"[MASK]", "random", "kept"}
+    for row in rows[1:-1]:
+        assert row["label"] == tokenizer.convert_tokens_to_ids(row["token"])
+        if row["status"] == "[MASK]":
+            assert row["model sees"] == "[MASK]"
+    assert masking.masked_rows(tokenizer, "The cat sat.", 0.5, seed=3) == masking.masked_rows(
+        tokenizer, "The cat sat.", 0.5, seed=3)
+    with pytest.raises(ValueError, match="non-empty"):
+        masking.masked_rows(tokenizer, "  ")
