@@ -101,6 +101,7 @@ def check_wordpiece(fn, n_words: int = 1000) -> CheckResult:
     tokenizer = load_tokenizer("embedded")
     vocab = tokenizer.get_vocab()
     words = wordpiece_held_out_words(n_words) + WORDPIECE_EDGE_WORDS
+    expected_pieces = {word: tokenizer.tokenize(word) for word in words}
     wrong = []
     for word in words:
         got, failed = _call_or_verdict(exercise, fn, word, vocab)
@@ -111,10 +112,14 @@ def check_wordpiece(fn, n_words: int = 1000) -> CheckResult:
                 exercise, False, f"your function returned None for {word!r}.",
                 "did you forget the `return` statement?",
             )
-        expected = tokenizer.tokenize(word)
-        if list(got or []) != expected:
-            wrong.append((word, got, expected))
-    multi = sum(len(tokenizer.tokenize(w)) > 1 for w in words)
+        if not isinstance(got, (list, tuple)):
+            return CheckResult(
+                exercise, False, f"your function returned {type(got).__name__} for {word!r}.",
+                "return a list of token strings, e.g. ['token', '##ization'].",
+            )
+        if list(got) != expected_pieces[word]:
+            wrong.append((word, got, expected_pieces[word]))
+    multi = sum(len(pieces) > 1 for pieces in expected_pieces.values())
     agree = len(words) - len(wrong)
     summary = (
         f"{agree}/{len(words)} held-out words agree with the library tokenizer "
@@ -157,7 +162,7 @@ def check_first_subword_mask(fn) -> CheckResult:
         if failed is not None:  # (a failing CheckResult is falsy)
             return failed
         expected = first_subword_mask(word_ids)
-        if got is None or [bool(x) for x in got] != expected:
+        if not isinstance(got, (list, tuple)) or [bool(x) for x in got] != expected:
             where = f"{text!r}" + (f" + {pair!r}" if pair else "")
             return CheckResult(
                 exercise,
@@ -221,6 +226,8 @@ def check_mask_tokens(fn, seed: int = 0) -> CheckResult:
     if failed is not None:
         return failed
     inputs, labels = out
+    if not (isinstance(inputs, torch.Tensor) and isinstance(labels, torch.Tensor)):
+        return CheckResult(exercise, False, "inputs and labels must be tensors.", hint)
     if inputs.shape != ids.shape or labels.shape != ids.shape:
         return CheckResult(exercise, False, f"inputs/labels shapes {tuple(inputs.shape)}/"
                            f"{tuple(labels.shape)} differ from input_ids {tuple(ids.shape)}.", hint)

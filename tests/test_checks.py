@@ -52,7 +52,8 @@ def test_wordpiece_check_passes_on_the_reference():
 
 @pytest.mark.parametrize(
     "wrong",
-    [stub, shortest_match_first, without_prefix, unk_only_the_piece, lambda w, v: None, lambda w, v: 1 / 0],
+    [stub, shortest_match_first, without_prefix, unk_only_the_piece, lambda w, v: None,
+     lambda w, v: 1 / 0, lambda w, v: 7, lambda w, v: w],
 )
 def test_wordpiece_check_fails_on_wrong_answers(wrong):
     result = checks.check_wordpiece(wrong)
@@ -95,7 +96,9 @@ def first_time_seen(word_ids):
     return mask
 
 
-@pytest.mark.parametrize("wrong", [stub, every_token_of_a_word, first_time_seen, lambda ids: None])
+@pytest.mark.parametrize(
+    "wrong", [stub, every_token_of_a_word, first_time_seen, lambda ids: None, lambda ids: 3]
+)
 def test_first_subword_check_fails_on_wrong_answers(wrong):
     assert not checks.check_first_subword_mask(wrong).passed
 

@@ -54,7 +54,8 @@ def stub(*args):
 
 
 @pytest.mark.parametrize("wrong", [stub, over_all_tokens, always_mask, ignores_generator,
-                                   random_from_three_tokens, selects_specials, lambda *a: None])
+                                   random_from_three_tokens, selects_specials, lambda *a: None,
+                                   lambda *a: ([1], [2])])
 def test_check_fails_on_wrong_answers(wrong):
     assert not checks.check_mask_tokens(wrong).passed
 
