@@ -4,7 +4,7 @@
 
 Peak memory is the kernel process's resident set size (with its children), sampled every 50 ms,
 so a short spike between samples can be missed. Notebooks run one at a time, offline, with the
-embedded assets, in a temporary copy (the committed notebooks are not touched).
+embedded assets, in memory (the committed notebooks are not touched).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,29 +36,26 @@ def _rss_tree(process: psutil.Process) -> int:
 
 def run_notebook(path: Path, timeout: int = 900) -> tuple[float, int]:
     """(wall seconds, peak kernel RSS in bytes) of executing ``path`` top to bottom."""
-    nb = nbformat.read(path, as_version=4)
-    with tempfile.TemporaryDirectory() as tmp:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}})
-        peak, done = [0], threading.Event()
-        with client.setup_kernel():
-            pid = client.km.provisioner.process.pid
-            process = psutil.Process(pid)
+    nb = nbformat.read(path, as_version=4)  # executed in memory: the file is not written
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    peak, done = [0], threading.Event()
+    with client.setup_kernel():
+        process = psutil.Process(client.km.provisioner.process.pid)
 
-            def sample() -> None:
-                while not done.is_set():
-                    peak[0] = max(peak[0], _rss_tree(process))
-                    time.sleep(0.05)
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], _rss_tree(process))
+                time.sleep(0.05)
 
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            start = time.perf_counter()
-            for index, cell in enumerate(nb.cells):
-                client.execute_cell(cell, index)
-            wall = time.perf_counter() - start
-            done.set()
-            sampler.join()
-        shutil.rmtree(tmp, ignore_errors=True)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        start = time.perf_counter()
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
     return wall, peak[0]
 
 

@@ -7,6 +7,7 @@ import math
 import torch
 
 IGNORE_INDEX = -100  # the label cross-entropy skips: positions the loss does not see
+MASK_STATUSES = ("not selected", "[MASK]", "random", "kept")  # what masking did to a token
 
 
 def _check_probability(name: str, value: float) -> None:
@@ -77,6 +78,25 @@ def mask_tokens(
     return inputs, labels
 
 
+def corruption_status(original: torch.Tensor, corrupted: torch.Tensor, labels: torch.Tensor,
+                      mask_token_id: int) -> torch.Tensor:
+    """Per position, an index into ``MASK_STATUSES``: what masking did to that token.
+
+    Selected tokens (label != -100) became [MASK], became another token (random), or stayed
+    unchanged (kept). A random draw that happens to pick the original token counts as kept: from
+    the outside the two are indistinguishable (with BERT's vocabulary, about once in 30,000
+    random draws).
+    """
+    if not original.shape == corrupted.shape == labels.shape:
+        raise ValueError("original, corrupted and labels must share a shape")
+    selected = labels != IGNORE_INDEX
+    status = torch.full_like(original, MASK_STATUSES.index("random"))
+    status[selected & (corrupted == original)] = MASK_STATUSES.index("kept")
+    status[selected & (corrupted == mask_token_id)] = MASK_STATUSES.index("[MASK]")
+    status[~selected] = MASK_STATUSES.index("not selected")
+    return status
+
+
 def corruption_counts(
     original: torch.Tensor,
     corrupted: torch.Tensor,
@@ -84,23 +104,19 @@ def corruption_counts(
     special_tokens_mask: torch.Tensor,
     mask_token_id: int,
 ) -> dict[str, int]:
-    """Count eligible and selected positions, and what happened to the selected ones.
-
-    ``mask``: became [MASK]; ``random``: became another token; ``kept``: unchanged. A random
-    draw that happens to pick the original token counts as kept: from the outside the two are
-    indistinguishable (with BERT's vocabulary, about once in 30,000 random draws).
-    """
-    if not original.shape == corrupted.shape == labels.shape == special_tokens_mask.shape:
+    """Count eligible and selected positions, and what happened to the selected ones
+    (``mask``, ``random``, ``kept``: see :func:`corruption_status`)."""
+    if special_tokens_mask.shape != original.shape:
         raise ValueError("original, corrupted, labels and special_tokens_mask must share a shape")
-    selected = labels != IGNORE_INDEX
-    masked = selected & (corrupted == mask_token_id)
-    kept = selected & (corrupted == original)
+    status = corruption_status(original, corrupted, labels, mask_token_id)
+    counts = torch.bincount(status.flatten(), minlength=len(MASK_STATUSES)).tolist()
+    _, mask, random_, kept = counts
     return {
         "eligible": int((~special_tokens_mask.bool()).sum()),
-        "selected": int(selected.sum()),
-        "mask": int(masked.sum()),
-        "random": int((selected & ~masked & ~kept).sum()),
-        "kept": int(kept.sum()),
+        "selected": mask + random_ + kept,
+        "mask": mask,
+        "random": random_,
+        "kept": kept,
     }
 
 
@@ -110,9 +126,6 @@ def binomial_bound(p: float, n: int, sigmas: float = 4.5) -> float:
         raise ValueError(f"n must be positive, got {n}")
     _check_probability("p", p)
     return sigmas * math.sqrt(p * (1 - p) / n)
-
-
-MASK_STATUSES = ("not selected", "[MASK]", "random", "kept")
 
 
 def masked_rows(tokenizer, text: str, mlm_probability: float = 0.15, seed: int = 0,
@@ -129,20 +142,15 @@ def masked_rows(tokenizer, text: str, mlm_probability: float = 0.15, seed: int =
     inputs, labels = mask_fn(ids, encoded["special_tokens_mask"], len(tokenizer),
                              tokenizer.mask_token_id, mlm_probability,
                              torch.Generator().manual_seed(seed))
-    rows = []
-    for original, shown, label in zip(ids[0].tolist(), inputs[0].tolist(), labels[0].tolist()):
-        if label == IGNORE_INDEX:
-            status = "not selected"
-        elif shown == tokenizer.mask_token_id:
-            status = "[MASK]"
-        elif shown != original:
-            status = "random"
-        else:
-            status = "kept"
-        rows.append({
+    statuses = corruption_status(ids, inputs, labels, tokenizer.mask_token_id)[0].tolist()
+    return [
+        {
             "token": tokenizer.convert_ids_to_tokens(original),
             "model sees": tokenizer.convert_ids_to_tokens(shown),
-            "status": status,
+            "status": MASK_STATUSES[status],
             "label": label,
-        })
-    return rows
+        }
+        for original, shown, label, status in zip(
+            ids[0].tolist(), inputs[0].tolist(), labels[0].tolist(), statuses
+        )
+    ]
