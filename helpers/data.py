@@ -108,3 +108,14 @@ def load_course_dataset(name: str):
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return _load(name)
+
+
+def load_mlm_corpus(split: str) -> list[str]:
+    """Plain text for masked-LM training: movie reviews (IMDB, Rotten Tomatoes) and news
+    sentences (CoNLL-2003, words joined by spaces) of one split, in that order."""
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}")
+    texts = list(load_course_dataset("imdb")[split]["text"])
+    texts += list(load_course_dataset("rotten_tomatoes")[split]["text"])
+    texts += [" ".join(tokens) for tokens in load_course_dataset("conll2003")[split]["tokens"]]
+    return texts

@@ -154,3 +154,25 @@ def masked_rows(tokenizer, text: str, mlm_probability: float = 0.15, seed: int =
             ids[0].tolist(), inputs[0].tolist(), labels[0].tolist(), statuses
         )
     ]
+
+
+def split_word_share(selected: torch.Tensor, word_ids: torch.Tensor) -> tuple[float, int]:
+    """Among words of two or more WordPiece tokens with at least one token selected, the share
+    whose tokens were only *partly* selected, and how many such words there were.
+
+    ``word_ids`` gives each position's word index (-1 for special tokens and padding), as
+    ``BatchEncoding.word_ids()`` does with ``None`` replaced by -1.
+    """
+    if selected.shape != word_ids.shape:
+        raise ValueError("selected and word_ids must share a shape")
+    partial = touched = 0
+    for row_selected, row_words in zip(selected.bool().tolist(), word_ids.tolist()):
+        pieces: dict[int, list[bool]] = {}
+        for is_selected, word in zip(row_selected, row_words):
+            if word >= 0:
+                pieces.setdefault(word, []).append(is_selected)
+        for flags in pieces.values():
+            if len(flags) > 1 and any(flags):
+                touched += 1
+                partial += not all(flags)
+    return (partial / touched if touched else float("nan")), touched

@@ -142,3 +142,20 @@ def test_masked_rows_describe_every_token(tokenizer):
         tokenizer, "The cat sat.", 0.5, seed=3)
     with pytest.raises(ValueError, match="non-empty"):
         masking.masked_rows(tokenizer, "  ")
+
+
+def test_split_word_share_counts_partly_selected_words():
+    word_ids = torch.tensor([[-1, 0, 0, 0, 1, 2, 2, -1]])
+    selected = torch.tensor([[0, 1, 0, 0, 1, 1, 1, 0]])
+    share, words = masking.split_word_share(selected, word_ids)
+    assert words == 2 and share == 0.5  # word 0 partly, word 2 wholly; word 1 has one piece
+
+
+def test_split_word_share_with_nothing_touched_is_nan():
+    share, words = masking.split_word_share(torch.zeros(1, 3), torch.tensor([[0, 0, 1]]))
+    assert words == 0 and share != share
+
+
+def test_split_word_share_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        masking.split_word_share(torch.zeros(1, 3), torch.zeros(1, 4))

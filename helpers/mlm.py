@@ -1,0 +1,149 @@
+"""Masked language models: corpus windows, the masked-LM loss, fill-mask, training and evaluation.
+
+Works with the embedded masked-LM model (``assets.load_masked_lm``) and with any Hugging Face
+``AutoModelForMaskedLM``. For BERT-style models the vocabulary projection runs only at the
+positions that carry a label, which makes CPU training several times faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from bert_workbook.masking import IGNORE_INDEX, MASK_STATUSES, corruption_status, mask_tokens
+
+
+def token_windows(tokenizer, texts: Sequence[str], length: int) -> torch.Tensor:
+    """Concatenate the texts' token ids ([SEP] after each text) and cut them into windows
+    ``[CLS] ... [SEP]`` of exactly ``length`` tokens; the tail that does not fill one is dropped."""
+    if not isinstance(length, int) or length < 3:
+        raise ValueError(f"length must be an int >= 3, got {length!r}")
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not one string")
+    ids: list[int] = []
+    for start in range(0, len(texts), 1000):
+        for row in tokenizer(list(texts[start:start + 1000]), add_special_tokens=False,
+                             verbose=False)["input_ids"]:
+            ids.extend(row + [tokenizer.sep_token_id])
+    body = length - 2
+    n = len(ids) // body
+    chunks = torch.tensor(ids[: n * body], dtype=torch.long).view(n, body)
+    cls = torch.full((n, 1), tokenizer.cls_token_id)
+    sep = torch.full((n, 1), tokenizer.sep_token_id)
+    return torch.cat([cls, chunks, sep], dim=1)
+
+
+def special_tokens_mask(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
+    """1 where ``input_ids`` holds one of the tokenizer's special tokens ([CLS], [SEP], [PAD]...)."""
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=input_ids.dtype)
+    return torch.isin(input_ids, special).long()
+
+
+def logits_at_labels(model, inputs: torch.Tensor, labels: torch.Tensor,
+                     attention_mask: torch.Tensor | None = None):
+    """Vocabulary logits at the positions whose label is not -100, and those labels."""
+    where = labels != IGNORE_INDEX
+    if hasattr(model, "bert") and hasattr(model, "cls"):  # BERT: project only where needed
+        hidden = model.bert(input_ids=inputs, attention_mask=attention_mask).last_hidden_state
+        return model.cls(hidden[where]), labels[where]
+    return model(input_ids=inputs, attention_mask=attention_mask).logits[where], labels[where]
+
+
+def masked_lm_loss(model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the labelled positions: the masked-LM loss."""
+    logits, targets = logits_at_labels(model, inputs, labels)
+    return torch.nn.functional.cross_entropy(logits, targets)
+
+
+@torch.no_grad()
+def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """For each [MASK] in ``text``, the ``top_k`` most probable tokens and their probabilities."""
+    if tokenizer.mask_token not in text:
+        raise ValueError(f"text has no {tokenizer.mask_token} token: {text!r}")
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    device = next(model.parameters()).device
+    ids = tokenizer(text, return_tensors="pt")["input_ids"].to(device)
+    labels = torch.where(ids == tokenizer.mask_token_id, ids, torch.full_like(ids, IGNORE_INDEX))
+    model.eval()
+    logits, _ = logits_at_labels(model, ids, labels)
+    probs = logits.float().softmax(dim=-1)
+    top = probs.topk(top_k, dim=-1)
+    return [
+        [(tokenizer.convert_ids_to_tokens(int(i)), round(float(p), 4)) for p, i in zip(ps, is_)]
+        for ps, is_ in zip(top.values.cpu(), top.indices.cpu())
+    ]
+
+
+@torch.no_grad()
+def accuracy_by_status(model, original: torch.Tensor, corrupted: torch.Tensor,
+                       labels: torch.Tensor, mask_token_id: int,
+                       batch_size: int = 64) -> dict[str, dict[str, float]]:
+    """Top-1 accuracy and loss at selected positions, split by what masking did to them
+    ([MASK], random, kept) and over all selected positions."""
+    if not original.shape == corrupted.shape == labels.shape:
+        raise ValueError("original, corrupted and labels must share a shape")
+    device = next(model.parameters()).device
+    model.eval()
+    hits, losses, statuses = [], [], []
+    for start in range(0, len(original), batch_size):
+        part = slice(start, start + batch_size)
+        logits, targets = logits_at_labels(model, corrupted[part].to(device), labels[part].to(device))
+        hits.append((logits.argmax(-1) == targets).cpu())
+        losses.append(torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none").cpu())
+        status = corruption_status(original[part], corrupted[part], labels[part], mask_token_id)
+        statuses.append(status[labels[part] != IGNORE_INDEX])
+    hits, losses, statuses = torch.cat(hits), torch.cat(losses), torch.cat(statuses)
+    report = {}
+    for name in (*MASK_STATUSES[1:], "all selected"):
+        keep = statuses >= 0 if name == "all selected" else statuses == MASK_STATUSES.index(name)
+        count = int(keep.sum())
+        report[name] = {
+            "positions": count,
+            "accuracy": float(hits[keep].float().mean()) if count else float("nan"),
+            "loss": float(losses[keep].mean()) if count else float("nan"),
+        }
+    return report
+
+
+def train_masked_lm(model, windows: torch.Tensor, tokenizer, steps: int, batch_size: int = 16,
+                    lr: float = 1e-4, generator: torch.Generator | None = None,
+                    mask_replace_prob: float = 0.8, random_replace_prob: float = 0.1,
+                    progress: bool = True) -> list[float]:
+    """Train ``model`` for ``steps`` steps of masked-LM on random batches of ``windows``, masking
+    each batch afresh (dynamic masking); return the training loss of every step.
+
+    Only parameters with ``requires_grad`` are trained (AdamW, linear warm-up over the first 10%
+    of steps, then constant).
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if windows.dim() != 2 or len(windows) < batch_size:
+        raise ValueError(f"windows must be a 2-d tensor with at least batch_size={batch_size} rows")
+    generator = generator or torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    special = special_tokens_mask(windows, tokenizer)
+    losses = []
+    model.train()
+    for _ in tqdm(range(steps), desc="masked-LM steps", disable=not progress):
+        rows = torch.randint(len(windows), (batch_size,), generator=generator)
+        inputs, labels = mask_tokens(windows[rows], special[rows], tokenizer.vocab_size,
+                                     tokenizer.mask_token_id, generator=generator,
+                                     mask_replace_prob=mask_replace_prob,
+                                     random_replace_prob=random_replace_prob)
+        loss = masked_lm_loss(model, inputs.to(device), labels.to(device))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses

@@ -1,0 +1,136 @@
+"""Train the course's embedded masked-language-model weights (run on demand, not in CI).
+
+The embedded encoder (all-MiniLM-L6-v2) was never trained to predict masked tokens. This script
+continues its training with BERT's masked-LM objective on the course corpora, keeping the word
+embeddings frozen (the output layer is tied to them, as in BERT), and writes the weights that
+changed to ``helpers/weights/`` as float16 safetensors. ``bert_workbook.assets.load_masked_lm`` puts
+them on top of the installed encoder.
+
+    python tools/train_mlm.py --minutes 60 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from bert_workbook.assets import load_masked_lm, load_tokenizer
+from bert_workbook.data import load_mlm_corpus
+from bert_workbook.env import seed_everything
+from bert_workbook.masking import mask_tokens
+from bert_workbook.mlm import logits_at_labels, special_tokens_mask, token_windows
+
+OUT_DIR = Path(__file__).resolve().parents[1] / "helpers" / "weights"
+
+
+def masked_loss_and_hits(model, inputs, labels):
+    """Cross-entropy and the number of correct top-1 predictions at the labelled positions."""
+    logits, target = logits_at_labels(model, inputs, labels)
+    loss = torch.nn.functional.cross_entropy(logits, target)
+    return loss, int((logits.argmax(-1) == target).sum()), int(target.numel())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--freeze-layers", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    args = parser.parse_args()
+
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(args.threads)
+    seed_everything(0)
+    tokenizer = load_tokenizer()
+    train = token_windows(tokenizer, load_mlm_corpus("train"), args.length)
+    held_out = token_windows(tokenizer, load_mlm_corpus("validation"), args.length)[:1024]
+    print(f"train windows {len(train)}, held-out windows {len(held_out)}", flush=True)
+
+    model = load_masked_lm("embedded", head="fresh")
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    for layer in model.bert.encoder.layer[: args.freeze_layers]:
+        layer.requires_grad_(False)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    print(f"trainable parameters {sum(p.numel() for p in trainable.values()):,}", flush=True)
+    optimizer = torch.optim.AdamW(trainable.values(), lr=args.lr, weight_decay=0.01)
+    vocab, mask_id = tokenizer.vocab_size, tokenizer.mask_token_id
+
+    def special(ids):
+        return special_tokens_mask(ids, tokenizer)
+
+    eval_gen = torch.Generator().manual_seed(1)
+    eval_inputs, eval_labels = mask_tokens(held_out, special(held_out), vocab, mask_id,
+                                           generator=eval_gen, mask_replace_prob=1.0,
+                                           random_replace_prob=0.0)
+
+    def evaluate():
+        model.eval()
+        hits = total = 0
+        loss_sum = 0.0
+        with torch.no_grad():
+            for i in range(0, len(eval_inputs), 128):
+                loss, h, t = masked_loss_and_hits(model, eval_inputs[i:i + 128], eval_labels[i:i + 128])
+                hits, total, loss_sum = hits + h, total + t, loss_sum + loss.item() * t
+        model.train()
+        return loss_sum / total, hits / total
+
+    gen = torch.Generator().manual_seed(0)
+    loss0, acc0 = evaluate()
+    print(f"step 0 held-out loss {loss0:.3f} acc {acc0:.3f}", flush=True)
+    deadline = time.time() + args.minutes * 60
+    warmup, step, log = 100, 0, []
+    est_steps = None
+    model.train()
+    started = time.time()
+    while time.time() < deadline:
+        order = torch.randperm(len(train), generator=gen)
+        for i in range(0, len(order) - args.batch + 1, args.batch):
+            batch = train[order[i:i + args.batch]]
+            inputs, labels = mask_tokens(batch, special(batch), vocab, mask_id, generator=gen)
+            step += 1
+            if est_steps is None and step == 20:
+                per_step = (time.time() - started) / 20
+                est_steps = int(args.minutes * 60 / per_step)
+                print(f"{per_step:.2f} s/step, about {est_steps} steps", flush=True)
+            total = est_steps or 10**9
+            scale = min(step / warmup, 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0))))
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr * scale
+            loss, _, _ = masked_loss_and_hits(model, inputs, labels)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable.values(), 1.0)
+            optimizer.step()
+            if step % args.eval_every == 0:
+                held_loss, acc = evaluate()
+                log.append({"step": step, "train_loss": round(loss.item(), 4),
+                            "held_out_loss": round(held_loss, 4), "held_out_accuracy": round(acc, 4)})
+                print(json.dumps(log[-1]), flush=True)
+            if time.time() >= deadline:
+                break
+
+    held_loss, acc = evaluate()
+    args.out.mkdir(parents=True, exist_ok=True)
+    tensors = {n: p.detach().to(torch.float16).contiguous() for n, p in trainable.items()}
+    save_file(tensors, str(args.out / "masked_lm.safetensors"))
+    meta = {"steps": step, "batch": args.batch, "length": args.length, "lr": args.lr,
+            "freeze_layers": args.freeze_layers, "minutes": args.minutes,
+            "held_out_loss": round(held_loss, 4), "held_out_accuracy": round(acc, 4),
+            "before": {"held_out_loss": round(loss0, 4), "held_out_accuracy": round(acc0, 4)},
+            "log": log}
+    (args.out / "masked_lm_training.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"final held-out loss {held_loss:.3f} acc {acc:.3f}; wrote {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
