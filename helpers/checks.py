@@ -275,3 +275,101 @@ def check_mask_tokens(fn, seed: int = 0) -> CheckResult:
     if problems:
         return CheckResult(exercise, False, header + "\nProblems: " + "; ".join(problems) + ".", hint)
     return CheckResult(exercise, True, header)
+
+
+EMBEDDING_TOLERANCE = 1e-6  # |mine - model| <= tol + tol * |model|, elementwise
+EMBEDDING_SENTENCES = (
+    ("The bank declined my payment.", None),
+    ("The bank declined my payment.", "Please retry after some time."),
+    ("Unaffable tokenizers", "were surprisingly good at hyperparameterization, weren't they?"),
+)
+
+
+def _embedding_cases():
+    """(description, model, input_ids, token_type_ids): the embedded encoder on a sentence, a
+    pair and a padded batch of pairs, and a small random BERT (other sizes, 3 segment types)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from bert_workbook.assets import load_encoder, load_tokenizer
+
+    tokenizer, encoder = load_tokenizer("embedded"), load_encoder("embedded")
+    single = tokenizer(EMBEDDING_SENTENCES[0][0], return_tensors="pt")
+    pair = tokenizer(*EMBEDDING_SENTENCES[1], return_tensors="pt")
+    batch = tokenizer([a for a, _ in EMBEDDING_SENTENCES[1:]], [b for _, b in EMBEDDING_SENTENCES[1:]],
+                      padding=True, return_tensors="pt")
+    torch.manual_seed(HELD_OUT_SEED)
+    config = BertConfig(vocab_size=500, hidden_size=48, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=96, max_position_embeddings=40, type_vocab_size=3,
+                        layer_norm_eps=1e-7)
+    small = BertModel(config).eval()
+    with torch.no_grad():
+        small.embeddings.LayerNorm.weight.uniform_(0.5, 2.0)
+        small.embeddings.LayerNorm.bias.normal_(0, 0.5)
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    ids = torch.randint(500, (3, 40), generator=generator)
+    types = torch.randint(3, (3, 40), generator=generator)
+    return [
+        ("one sentence", encoder, single["input_ids"], single["token_type_ids"]),
+        ("a sentence pair", encoder, pair["input_ids"], pair["token_type_ids"]),
+        ("a padded batch of pairs", encoder, batch["input_ids"], batch["token_type_ids"]),
+        ("a random 48-wide BERT with 3 segment types", small, ids, types),
+    ]
+
+
+def _embedding_mistakes(model, ids, types):
+    """What the usual wrong answers compute, to name the mistake in the verdict."""
+    import torch
+
+    e = model.embeddings
+    positions = torch.arange(ids.shape[1])
+    norm = e.LayerNorm
+
+    def ln(x):
+        return torch.nn.functional.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+    word, seg = e.word_embeddings.weight[ids], e.token_type_embeddings.weight[types]
+    pos = e.position_embeddings.weight[positions]
+    shifted = e.position_embeddings.weight[(positions + 1).clamp(max=e.position_embeddings.num_embeddings - 1)]
+    return {
+        "LayerNorm is missing (BERT normalizes the sum)": word + seg + pos,
+        "the segment (token type) embeddings are missing": ln(word + pos),
+        "token_type_ids were ignored: every token got segment 0": ln(
+            word + e.token_type_embeddings.weight[torch.zeros_like(types)] + pos),
+        "positions must start at 0, not 1": ln(word + seg + shifted),
+        "the position embeddings are missing": ln(word + seg),
+    }
+
+
+def check_build_input_embeddings(fn) -> CheckResult:
+    """``fn(model, input_ids, token_type_ids)`` must equal the model's own embedding module
+    (eval mode) to within ``EMBEDDING_TOLERANCE`` on four kinds of input."""
+    import torch
+
+    exercise = "Exercise (build_input_embeddings)"
+    hint = ("look the ids up in model.embeddings.word_embeddings.weight, token_type_embeddings and "
+            "position_embeddings (positions 0..length-1), add the three, then apply "
+            "model.embeddings.LayerNorm.")
+    lines = []
+    for name, model, ids, types in _embedding_cases():
+        with torch.no_grad():
+            expected = model.embeddings(input_ids=ids, token_type_ids=types)
+            out, failed = _call_or_verdict(exercise, fn, model, ids.clone(), types.clone())
+        if failed is not None:
+            return failed
+        if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            return CheckResult(exercise, False, f"on {name}, expected a tensor of shape "
+                               f"{tuple(expected.shape)}, got {shape}.", hint)
+        out = out.detach().float()
+        error = float((out - expected).abs().max())
+        if not torch.allclose(out, expected, atol=EMBEDDING_TOLERANCE, rtol=EMBEDDING_TOLERANCE):
+            with torch.no_grad():
+                for mistake, wrong in _embedding_mistakes(model, ids, types).items():
+                    if torch.allclose(out, wrong, atol=1e-5, rtol=1e-5):
+                        return CheckResult(exercise, False, f"on {name}: {mistake}.", hint)
+            return CheckResult(exercise, False, f"on {name}, the largest difference from the "
+                               f"model's own embeddings is {error:.2e}.", hint)
+        lines.append(f"{name} {tuple(ids.shape)}: max difference {error:.1e}")
+    return CheckResult(exercise, True, f"equal to the model's embedding module within "
+                       f"{EMBEDDING_TOLERANCE:g}:\n  " + "\n  ".join(lines))

@@ -119,3 +119,16 @@ def load_mlm_corpus(split: str) -> list[str]:
     texts += list(load_course_dataset("rotten_tomatoes")[split]["text"])
     texts += [" ".join(tokens) for tokens in load_course_dataset("conll2003")[split]["tokens"]]
     return texts
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(A-Z0-9])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences at ., ! or ? followed by a space and a capital, digit or quote.
+
+    A simple rule, good enough for reviews and news; it splits after "Mr." too.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
