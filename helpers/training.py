@@ -1,0 +1,241 @@
+"""Sentence classification on BERT: the [CLS] classifier, a plain training loop, predictions,
+metrics and a TF-IDF baseline. Notebooks 04-06 share these."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class ClsClassifier(nn.Module):
+    """BERT's sentence classifier, spelled out: encoder -> hidden state of [CLS] -> pooler
+    (dense + tanh, as pretrained) -> dropout -> linear layer to one logit per label.
+
+    ``use_pooler=False`` feeds the raw [CLS] vector to the dropout and linear layer instead.
+    """
+
+    def __init__(self, encoder, num_labels: int, dropout: float = 0.1, use_pooler: bool = True):
+        super().__init__()
+        if not isinstance(num_labels, int) or num_labels < 2:
+            raise ValueError(f"num_labels must be an int >= 2, got {num_labels!r}")
+        if use_pooler and getattr(encoder, "pooler", None) is None:
+            raise ValueError("this encoder has no pooler: pass use_pooler=False")
+        self.encoder = encoder
+        self.use_pooler = use_pooler
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_ignored):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+        cls = hidden[:, 0]
+        if self.use_pooler:
+            cls = self.encoder.pooler.activation(self.encoder.pooler.dense(cls))
+        return self.classifier(self.dropout(cls))
+
+
+def _logits(output):
+    return output.logits if hasattr(output, "logits") else output
+
+
+def check_labels(labels: Sequence[int], num_labels: int, name: str = "labels") -> np.ndarray:
+    """Labels as an int array; a ``ValueError`` if any is not an int in ``[0, num_labels)``."""
+    array = np.asarray(labels)
+    if array.ndim != 1 or len(array) == 0:
+        raise ValueError(f"{name} must be a non-empty 1-d sequence of label ids")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must be integer label ids, got dtype {array.dtype}")
+    bad = array[(array < 0) | (array >= num_labels)]
+    if len(bad):
+        raise ValueError(f"{name} must lie in [0, {num_labels}); found {sorted(set(bad.tolist()))[:5]}")
+    return array
+
+
+def tokenize_dataset(dataset, tokenizer, max_length: int = 128, text_column: str = "text"):
+    """A ``datasets.Dataset`` with ``input_ids``/``attention_mask``/``token_type_ids`` added
+    (truncated to ``max_length``, not padded: padding happens per batch)."""
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty")
+    if text_column not in dataset.column_names:
+        raise ValueError(f"the dataset has no {text_column!r} column (it has {dataset.column_names})")
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # a timed bar would make notebook outputs differ per run
+    try:
+        return dataset.map(
+            lambda batch: tokenizer(batch[text_column], truncation=True, max_length=max_length),
+            batched=True)
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def batches(dataset, tokenizer, batch_size: int, shuffle: bool = False,
+            generator: torch.Generator | None = None):
+    """A ``DataLoader`` of dynamically padded batches (``DataCollatorWithPadding``)."""
+    from transformers import DataCollatorWithPadding
+
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label") if c in dataset.column_names]
+    collator = DataCollatorWithPadding(tokenizer)
+    rows = dataset.select_columns(columns).with_format(None)
+    return torch.utils.data.DataLoader(list(rows), batch_size=batch_size, shuffle=shuffle,
+                                       generator=generator, collate_fn=collator)
+
+
+def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
+    """Learning-rate multiplier: 0 -> 1 over ``warmup`` steps, then linearly down to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: float = 5e-5,
+                     batch_size: int = 16, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
+                     max_grad_norm: float = 1.0, seed: int = 0, loss_fn=None, sampler=None,
+                     progress: bool = True, eval_dataset=None, eval_every: int | None = None) -> dict:
+    """Fine-tune ``model`` (logits from ``input_ids``/``attention_mask``) with AdamW, linear
+    warm-up and decay, and gradient clipping. Returns the history: the loss of every step and,
+    with ``eval_dataset``, the evaluation loss every ``eval_every`` steps (default: per epoch).
+
+    ``loss_fn(logits, labels)`` defaults to cross-entropy; ``sampler`` (e.g. a
+    ``WeightedRandomSampler``) replaces shuffling.
+    """
+    from tqdm.auto import tqdm
+
+    if len(train_dataset) == 0:
+        raise ValueError("train_dataset is empty")
+    if "label" not in train_dataset.column_names:
+        raise ValueError("train_dataset needs a 'label' column")
+    num_labels = _num_labels(model)
+    check_labels(train_dataset["label"], num_labels, "train_dataset labels")
+    if epochs <= 0 or lr <= 0 or batch_size < 1:
+        raise ValueError("epochs, lr and batch_size must be positive")
+    torch.manual_seed(seed)  # dropout
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    loader = batches(train_dataset, tokenizer, batch_size, shuffle=sampler is None, generator=generator)
+    if sampler is not None:
+        from transformers import DataCollatorWithPadding
+
+        loader = torch.utils.data.DataLoader(loader.dataset, batch_size=batch_size, sampler=sampler,
+                                             collate_fn=DataCollatorWithPadding(tokenizer))
+    total = max(1, math.ceil(epochs * len(loader)))
+    eval_every = eval_every or len(loader)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    warmup = int(warmup_ratio * total)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_warmup_decay(s, total, warmup))
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    history = {"step_loss": [], "eval_step": [], "eval_loss": []}
+    bar = tqdm(total=total, desc="training", disable=not progress)
+    step = 0
+    model.train()
+    while step < total:
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            loss = loss_fn(_logits(model(**batch)), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            if max_grad_norm:
+                nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            history["step_loss"].append(loss.item())
+            step += 1
+            bar.update()
+            if eval_dataset is not None and (step % eval_every == 0 or step == total):
+                history["eval_step"].append(step)
+                history["eval_loss"].append(evaluation_loss(model, eval_dataset, tokenizer))
+                model.train()
+            if step >= total:
+                break
+    bar.close()
+    model.eval()
+    return history
+
+
+def _no_decay(name: str) -> bool:
+    return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+
+
+def _num_labels(model) -> int:
+    if hasattr(model, "classifier") and hasattr(model.classifier, "out_features"):
+        return model.classifier.out_features
+    return model.config.num_labels
+
+
+@torch.no_grad()
+def predict_logits(model, dataset, tokenizer, batch_size: int = 64) -> torch.Tensor:
+    """Logits for every example of a tokenized dataset, in order (eval mode, no gradients)."""
+    if len(dataset) == 0:
+        raise ValueError("dataset is empty")
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    for batch in batches(dataset, tokenizer, batch_size):
+        batch.pop("labels", None)
+        out.append(_logits(model(**{k: v.to(device) for k, v in batch.items()})).float().cpu())
+    return torch.cat(out)
+
+
+def evaluation_loss(model, dataset, tokenizer, batch_size: int = 64) -> float:
+    """Mean cross-entropy of the model on a tokenized, labelled dataset."""
+    logits = predict_logits(model, dataset, tokenizer, batch_size)
+    return float(nn.functional.cross_entropy(logits, torch.tensor(dataset["label"])))
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int) -> dict:
+    """Accuracy, macro-F1 and per-class recall (scikit-learn), after checking the label ids."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    y_true = check_labels(y_true, num_labels, "y_true")
+    y_pred = check_labels(y_pred, num_labels, "y_pred")
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} labels, y_pred {len(y_pred)}: they must match")
+    labels = list(range(num_labels))
+    recall = recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "recall": [float(r) for r in recall],
+    }
+
+
+def tfidf_logistic_regression(train_texts: Sequence[str], train_labels: Sequence[int],
+                              test_texts: Sequence[str], seed: int = 0) -> np.ndarray:
+    """The classic baseline: TF-IDF of words and word pairs, then logistic regression.
+    Returns predicted label ids for ``test_texts``."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    if len(train_texts) != len(train_labels) or len(train_texts) == 0:
+        raise ValueError("train_texts and train_labels must be non-empty and of equal length")
+    pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                             LogisticRegression(max_iter=1000, C=10.0, random_state=seed))
+    pipeline.fit(list(train_texts), list(train_labels))
+    return pipeline.predict(list(test_texts))
+
+
+@torch.no_grad()
+def sentence_features(encoder, dataset, tokenizer, batch_size: int = 64, use_pooler: bool = True) -> torch.Tensor:
+    """The (pooled) [CLS] vector of every example, from a frozen encoder: the input of a
+    head-only classifier."""
+    device = next(encoder.parameters()).device
+    encoder.eval()
+    out = []
+    for batch in batches(dataset, tokenizer, batch_size):
+        batch.pop("labels", None)
+        hidden = encoder(**{k: v.to(device) for k, v in batch.items()}).last_hidden_state[:, 0]
+        if use_pooler:
+            hidden = encoder.pooler.activation(encoder.pooler.dense(hidden))
+        out.append(hidden.float().cpu())
+    return torch.cat(out)
