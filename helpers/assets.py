@@ -174,6 +174,28 @@ def load_pretrained(auto_class=None, name: str | None = None, **kwargs):
     return from_hub(auto_class, name, **kwargs)
 
 
+def load_classifier(label_names: list[str], name: str | None = None):
+    """``AutoModelForSequenceClassification`` with a new, randomly initialised classifier for
+    ``label_names`` (``id2label``/``label2id`` set from them). Seed torch first for a
+    reproducible head. transformers' load report, which lists the new classifier weights as
+    missing, is silenced: that they are new is the point."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    if len(label_names) < 2 or len(set(label_names)) != len(label_names):
+        raise ValueError(f"label_names must hold at least two distinct names, got {label_names!r}")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return load_pretrained(
+            AutoModelForSequenceClassification, name, num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={label: i for i, label in enumerate(label_names)},
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def load_encoder(name: str | None = None, **kwargs):
     """The pretrained encoder without a head (``AutoModel``), in eval mode."""
     return load_pretrained(None, name, **kwargs).eval()

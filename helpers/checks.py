@@ -373,3 +373,65 @@ def check_build_input_embeddings(fn) -> CheckResult:
         lines.append(f"{name} {tuple(ids.shape)}: max difference {error:.1e}")
     return CheckResult(exercise, True, f"equal to the model's embedding module within "
                        f"{EMBEDDING_TOLERANCE:g}:\n  " + "\n  ".join(lines))
+
+
+CLS_SENTENCES = ("A gripping, beautifully acted film.",
+                 "Two hours of my life I will never get back, and the popcorn was stale too.")
+
+
+def check_cls_classifier(cls) -> CheckResult:
+    """``cls(encoder, num_labels)`` must give the logits of ``BertForSequenceClassification``
+    when both share the encoder and the classifier weights (eval mode, padded batch)."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from bert_workbook.assets import load_encoder, load_tokenizer
+
+    exercise = "Exercise (ClsClassifier.forward)"
+    hint = ("run the encoder with input_ids, attention_mask and token_type_ids, take the hidden "
+            "state at position 0 ([CLS]), apply the pooler (encoder.pooler: dense, then tanh), "
+            "then dropout and self.classifier.")
+    tokenizer, encoder = load_tokenizer("embedded"), load_encoder("embedded")
+    settings = {k: v for k, v in encoder.config.to_dict().items() if k not in ("id2label", "label2id")}
+    config = encoder.config.__class__.from_dict({**settings, "num_labels": 3})
+    torch.manual_seed(HELD_OUT_SEED)
+    reference = BertForSequenceClassification(config)
+    reference.bert = encoder
+    reference.eval()
+    batch = tokenizer(list(CLS_SENTENCES), padding=True, return_tensors="pt")
+    try:
+        ours = cls(encoder, 3)
+        ours.classifier.load_state_dict(reference.classifier.state_dict())
+        ours.eval()
+    except Exception as error:
+        return CheckResult(exercise, False, f"building the model failed: {type(error).__name__}: "
+                           f"{error}", "keep the __init__ given in the notebook.")
+    with torch.no_grad():
+        expected = reference(**batch).logits
+        out, failed = _call_or_verdict(exercise, lambda: ours(**batch))
+    if failed is not None:
+        return failed
+    if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return CheckResult(exercise, False, f"expected logits of shape {tuple(expected.shape)} "
+                           f"(batch, labels), got {shape}.", hint)
+    if torch.allclose(out, expected, atol=1e-5, rtol=1e-5):
+        return CheckResult(exercise, True, f"your logits equal BertForSequenceClassification's on a "
+                           f"padded batch (max difference {float((out - expected).abs().max()):.1e}).")
+    with torch.no_grad():
+        hidden = encoder(**batch).last_hidden_state
+        unmasked = encoder(input_ids=batch["input_ids"]).last_hidden_state
+        pool = encoder.pooler
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        mistakes = {
+            "the pooler (dense + tanh on [CLS]) is missing": hidden[:, 0],
+            "you averaged over tokens; BERT's classifier reads the [CLS] position only":
+                pool.activation(pool.dense((hidden * mask).sum(1) / mask.sum(1))),
+            "the attention_mask was not passed, so padding changed the [CLS] vector":
+                pool.activation(pool.dense(unmasked[:, 0])),
+        }
+        for mistake, features in mistakes.items():
+            if torch.allclose(out, ours.classifier(features), atol=1e-5, rtol=1e-5):
+                return CheckResult(exercise, False, mistake + ".", hint)
+    return CheckResult(exercise, False, f"your logits differ from BertForSequenceClassification's by "
+                       f"up to {float((out - expected).abs().max()):.2e}.", hint)

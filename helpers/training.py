@@ -44,7 +44,12 @@ def _logits(output):
 
 def check_labels(labels: Sequence[int], num_labels: int, name: str = "labels") -> np.ndarray:
     """Labels as an int array; a ``ValueError`` if any is not an int in ``[0, num_labels)``."""
-    array = np.asarray(labels)
+    if isinstance(labels, torch.Tensor):
+        array = labels.detach().cpu().numpy()
+    elif isinstance(labels, np.ndarray):
+        array = labels
+    else:
+        array = np.asarray(list(labels))  # also a datasets Column
     if array.ndim != 1 or len(array) == 0:
         raise ValueError(f"{name} must be a non-empty 1-d sequence of label ids")
     if not np.issubdtype(array.dtype, np.integer):
@@ -189,7 +194,7 @@ def predict_logits(model, dataset, tokenizer, batch_size: int = 64) -> torch.Ten
 def evaluation_loss(model, dataset, tokenizer, batch_size: int = 64) -> float:
     """Mean cross-entropy of the model on a tokenized, labelled dataset."""
     logits = predict_logits(model, dataset, tokenizer, batch_size)
-    return float(nn.functional.cross_entropy(logits, torch.tensor(dataset["label"])))
+    return float(nn.functional.cross_entropy(logits, torch.tensor(list(dataset["label"]))))
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int) -> dict:
@@ -225,17 +230,30 @@ def tfidf_logistic_regression(train_texts: Sequence[str], train_labels: Sequence
     return pipeline.predict(list(test_texts))
 
 
+POOLINGS = ("cls", "pooler", "mean")
+
+
 @torch.no_grad()
-def sentence_features(encoder, dataset, tokenizer, batch_size: int = 64, use_pooler: bool = True) -> torch.Tensor:
-    """The (pooled) [CLS] vector of every example, from a frozen encoder: the input of a
-    head-only classifier."""
+def sentence_features(encoder, dataset, tokenizer, batch_size: int = 64, pooling: str = "mean") -> torch.Tensor:
+    """One vector per example from a frozen encoder, the input of a head-only classifier:
+    ``"cls"`` (the [CLS] hidden state), ``"pooler"`` (dense + tanh on it, as the sequence
+    classifier uses) or ``"mean"`` (the mean over real tokens, how sentence-transformers models
+    such as the embedded MiniLM were trained to embed sentences)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     device = next(encoder.parameters()).device
     encoder.eval()
     out = []
     for batch in batches(dataset, tokenizer, batch_size):
         batch.pop("labels", None)
-        hidden = encoder(**{k: v.to(device) for k, v in batch.items()}).last_hidden_state[:, 0]
-        if use_pooler:
-            hidden = encoder.pooler.activation(encoder.pooler.dense(hidden))
-        out.append(hidden.float().cpu())
+        batch = {k: v.to(device) for k, v in batch.items()}
+        hidden = encoder(**batch).last_hidden_state
+        if pooling == "mean":
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            vectors = (hidden * mask).sum(1) / mask.sum(1)
+        else:
+            vectors = hidden[:, 0]
+            if pooling == "pooler":
+                vectors = encoder.pooler.activation(encoder.pooler.dense(vectors))
+        out.append(vectors.float().cpu())
     return torch.cat(out)

@@ -124,7 +124,7 @@ def test_tfidf_baseline_learns_words():
 
 def test_sentence_features_match_the_classifier_input(tokenizer, tiny_encoder):
     data = tiny_dataset(tokenizer, n=6)
-    features = training.sentence_features(tiny_encoder, data, tokenizer, batch_size=4)
+    features = training.sentence_features(tiny_encoder, data, tokenizer, batch_size=4, pooling="pooler")
     assert features.shape == (6, 32)
     model = training.ClsClassifier(tiny_encoder, 2).eval()
     with torch.no_grad():
@@ -132,3 +132,45 @@ def test_sentence_features_match_the_classifier_input(tokenizer, tiny_encoder):
         expected = model.classifier(features)
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
     assert np.isfinite(features.numpy()).all()
+
+
+def test_cls_check_passes_reference_and_names_common_mistakes():
+    from bert_workbook import checks
+
+    assert checks.check_cls_classifier(training.ClsClassifier).passed
+
+    class NoMask(training.ClsClassifier):
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            return super().forward(input_ids, None, token_type_ids)
+
+    class MeanPooled(training.ClsClassifier):
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).float()
+            pooled = self.encoder.pooler.activation(self.encoder.pooler.dense((hidden * mask).sum(1) / mask.sum(1)))
+            return self.classifier(self.dropout(pooled))
+
+    class Stub(training.ClsClassifier):
+        def forward(self, *args, **kwargs):
+            raise NotImplementedError
+
+    def raw_cls(encoder, n):
+        return training.ClsClassifier(encoder, n, use_pooler=False)
+
+    for wrong, says in [(NoMask, "attention_mask"), (MeanPooled, "averaged"), (raw_cls, "pooler"),
+                        (Stub, "not implemented")]:
+        result = checks.check_cls_classifier(wrong)
+        assert not result.passed and says in str(result), str(result)
+
+
+def test_sentence_features_poolings(tokenizer, tiny_encoder):
+    data = tiny_dataset(tokenizer, n=3)
+    cls = training.sentence_features(tiny_encoder, data, tokenizer, pooling="cls")
+    mean = training.sentence_features(tiny_encoder, data, tokenizer, pooling="mean")
+    one = tokenizer(data["text"][0], return_tensors="pt")
+    with torch.no_grad():
+        hidden = tiny_encoder(**one).last_hidden_state[0]
+    torch.testing.assert_close(cls[0], hidden[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mean[0], hidden.mean(0), atol=1e-5, rtol=1e-5)  # padding excluded
+    with pytest.raises(ValueError, match="pooling"):
+        training.sentence_features(tiny_encoder, data, tokenizer, pooling="max")
