@@ -203,10 +203,6 @@ def load_encoder(name: str | None = None, **kwargs):
 
 MASKED_LM_WEIGHTS = Path(__file__).resolve().parent / "weights" / "masked_lm.safetensors"
 MASKED_LM_RECORD = MASKED_LM_WEIGHTS.with_name("masked_lm_training.json")
-MASKED_LM_DESCRIPTION = (
-    "the embedded encoder with a BERT masked-LM head, trained by this project for about an hour "
-    "on a 2-core CPU (tools/train_mlm.py, see ASSETS.md): a small model, far weaker than bert-base"
-)
 # Keys that may be absent from the weights we load: tied to the word embeddings or a buffer.
 _MLM_DERIVED_KEYS = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias",
                      "bert.embeddings.position_ids", "bert.embeddings.token_type_ids"}

@@ -61,6 +61,16 @@ def _call_or_verdict(exercise: str, fn, *args):
         )
 
 
+def _shape_verdict(exercise: str, out, expected, what: str, hint: str) -> CheckResult | None:
+    """A failing verdict if ``out`` is not a tensor shaped like ``expected``, else None."""
+    import torch
+
+    if isinstance(out, torch.Tensor) and out.shape == expected.shape:
+        return None
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    return CheckResult(exercise, False, f"{what} of shape {tuple(expected.shape)}, got {shape}.", hint)
+
+
 @lru_cache(maxsize=1)
 def wordpiece_held_out_words(n: int = 1000) -> tuple[str, ...]:
     """``n`` distinct words from IMDB test reviews, half of which split into several pieces.
@@ -270,6 +280,21 @@ def check_mask_tokens(fn, seed: int = 0) -> CheckResult:
     other, _ = run(seed + 1)
     if isinstance(other, tuple) and torch.equal(other[0], inputs):
         problems.append("a different seed gave identical masks: use the generator you are given")
+    small_ids, small_special = ids[:2].clone(), special[:2].clone()
+    bad_calls = {
+        "mlm_probability=1.5": (small_ids, small_special, vocab_size, mask_id, 1.5),
+        "mlm_probability=-0.1": (small_ids, small_special, vocab_size, mask_id, -0.1),
+        "a special_tokens_mask of another shape": (small_ids, small_special[:, :-1], vocab_size, mask_id, 0.15),
+    }
+    for what, args in bad_calls.items():
+        try:
+            fn(*args, torch.Generator().manual_seed(seed))
+        except ValueError:
+            continue
+        except Exception as error:  # a learner's function may raise anything
+            problems.append(f"{what} raised {type(error).__name__}, expected ValueError")
+            continue
+        problems.append(f"{what} was accepted: raise ValueError")
     header = (f"{n:,} real tokens ({MASKING_SIGMAS}-sigma binomial bounds):\n  "
               + "\n  ".join(lines))
     if problems:
@@ -355,12 +380,10 @@ def check_build_input_embeddings(fn) -> CheckResult:
         with torch.no_grad():
             expected = model.embeddings(input_ids=ids, token_type_ids=types)
             out, failed = _call_or_verdict(exercise, fn, model, ids.clone(), types.clone())
+        if failed is None:  # a failing CheckResult is falsy: compare with None
+            failed = _shape_verdict(exercise, out, expected, f"on {name}, expected", hint)
         if failed is not None:
             return failed
-        if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            return CheckResult(exercise, False, f"on {name}, expected a tensor of shape "
-                               f"{tuple(expected.shape)}, got {shape}.", hint)
         out = out.detach().float()
         error = float((out - expected).abs().max())
         if not torch.allclose(out, expected, atol=EMBEDDING_TOLERANCE, rtol=EMBEDDING_TOLERANCE):
@@ -409,12 +432,10 @@ def check_cls_classifier(cls) -> CheckResult:
     with torch.no_grad():
         expected = reference(**batch).logits
         out, failed = _call_or_verdict(exercise, lambda: ours(**batch))
+    if failed is None:
+        failed = _shape_verdict(exercise, out, expected, "expected (batch, labels) logits", hint)
     if failed is not None:
         return failed
-    if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        return CheckResult(exercise, False, f"expected logits of shape {tuple(expected.shape)} "
-                           f"(batch, labels), got {shape}.", hint)
     if torch.allclose(out, expected, atol=1e-5, rtol=1e-5):
         return CheckResult(exercise, True, f"your logits equal BertForSequenceClassification's on a "
                            f"padded batch (max difference {float((out - expected).abs().max()):.1e}).")

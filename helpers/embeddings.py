@@ -117,13 +117,7 @@ def mean_pairwise_cosine(vectors: torch.Tensor, pairs: int = 5000,
                          generator: torch.Generator | None = None) -> float:
     """Mean cosine similarity between randomly drawn pairs of distinct rows: 0 for directions
     spread evenly (isotropic), near 1 when all vectors point the same way (anisotropic)."""
-    if vectors.dim() != 2 or len(vectors) < 2:
-        raise ValueError("vectors must be a 2-d tensor with at least two rows")
-    first = torch.randint(len(vectors), (pairs,), generator=generator)
-    offset = torch.randint(1, len(vectors), (pairs,), generator=generator)
-    second = (first + offset) % len(vectors)
-    unit = torch.nn.functional.normalize(vectors.float(), dim=1)
-    return float((unit[first] * unit[second]).sum(dim=1).mean())
+    return float(cosine_by_dimension(vectors, pairs, generator).sum())
 
 
 def z_score(vectors: torch.Tensor) -> torch.Tensor:

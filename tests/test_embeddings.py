@@ -161,7 +161,11 @@ def test_check_passes_reference_and_fails_mistakes():
     def stub(model, ids, types):
         raise NotImplementedError
 
+    def first_row_only(model, ids, types):
+        return embeddings.build_input_embeddings(model, ids, types)[:1]
+
     for wrong, says in [(no_layer_norm, "LayerNorm"), (no_segments, "segment"),
-                        (positions_from_one, "start at 0"), (stub, "not implemented")]:
+                        (positions_from_one, "start at 0"), (stub, "not implemented"),
+                        (first_row_only, "of shape")]:
         result = checks.check_build_input_embeddings(wrong)
         assert not result.passed and says in str(result), str(result)

@@ -159,3 +159,16 @@ def test_split_word_share_with_nothing_touched_is_nan():
 def test_split_word_share_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="shape"):
         masking.split_word_share(torch.zeros(1, 3), torch.zeros(1, 4))
+
+
+def test_check_requires_clear_errors_for_bad_arguments():
+    def no_validation(ids, special, vocab_size, mask_id, p, g):
+        p = min(max(p, 0.0), 1.0)  # silently clamps instead of rejecting
+        if special.shape != ids.shape:
+            special = torch.zeros_like(ids)
+        return masking.mask_tokens(ids, special, vocab_size, mask_id, p, g)
+
+    result = checks.check_mask_tokens(no_validation)
+    assert not result.passed
+    assert "mlm_probability=1.5 was accepted" in str(result)
+    assert "another shape was accepted" in str(result)
