@@ -87,3 +87,17 @@ def format_report(report: dict[str, str]) -> str:
     """Lay a ``version_report()`` out as aligned ``name: value`` lines."""
     width = max(len(k) for k in report)
     return "\n".join(f"{k:<{width}} : {v}" for k, v in report.items())
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the operating system (glibc only), so
+    that a notebook's resident memory falls after a big model or batch is deleted (Binder
+    enforces 2 GB on resident memory, not on what Python still uses)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing more to do
+        pass

@@ -145,5 +145,6 @@ def train_masked_lm(model, windows: torch.Tensor, tokenizer, steps: int, batch_s
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
+    model.zero_grad(set_to_none=True)  # gradients are not needed after training: free them
     model.eval()
     return losses
