@@ -208,6 +208,16 @@ _MLM_DERIVED_KEYS = {"cls.predictions.decoder.weight", "cls.predictions.decoder.
                      "bert.embeddings.position_ids", "bert.embeddings.token_type_ids"}
 
 
+def masked_lm_weights() -> Path:
+    """The masked-LM weights this project trained, or a clear error saying how to get them."""
+    if not MASKED_LM_WEIGHTS.is_file():
+        raise AssetUnavailableError(
+            f"{MASKED_LM_WEIGHTS} is missing: reinstall the course package (`make setup`), or "
+            "rebuild the weights with `python tools/train_mlm.py` (about an hour on a CPU)."
+        )
+    return MASKED_LM_WEIGHTS
+
+
 def masked_lm_training_record() -> dict:
     """How the embedded masked-LM weights were trained: steps, settings, held-out loss curve."""
     if not MASKED_LM_RECORD.is_file():
@@ -238,17 +248,12 @@ def load_masked_lm(name: str | None = None, head: str = "trained"):
     from safetensors.torch import load_file
     from transformers import BertConfig, BertForMaskedLM
 
-    if head == "trained" and not MASKED_LM_WEIGHTS.is_file():
-        raise AssetUnavailableError(
-            f"{MASKED_LM_WEIGHTS} is missing: reinstall the course package (`make setup`), or "
-            "rebuild the weights with `python tools/train_mlm.py` (about an hour on a CPU)."
-        )
     model_dir = embedded_model_dir()
     model = BertForMaskedLM(BertConfig.from_pretrained(model_dir))
     state = {f"bert.{key}": value for key, value in load_file(model_dir / "model.safetensors").items()
              if not key.startswith("pooler.")}
     if head == "trained":
-        state.update({key: value.float() for key, value in load_file(MASKED_LM_WEIGHTS).items()})
+        state.update({key: value.float() for key, value in load_file(masked_lm_weights()).items()})
     missing, unexpected = model.load_state_dict(state, strict=False)
     unexpected = set(unexpected) - _MLM_DERIVED_KEYS
     missing = set(missing) - _MLM_DERIVED_KEYS

@@ -348,11 +348,7 @@ def _embedding_mistakes(model, ids, types):
 
     e = model.embeddings
     positions = torch.arange(ids.shape[1])
-    norm = e.LayerNorm
-
-    def ln(x):
-        return torch.nn.functional.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-
+    ln = e.LayerNorm
     word, seg = e.word_embeddings.weight[ids], e.token_type_embeddings.weight[types]
     pos = e.position_embeddings.weight[positions]
     shifted = e.position_embeddings.weight[(positions + 1).clamp(max=e.position_embeddings.num_embeddings - 1)]

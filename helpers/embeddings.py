@@ -58,8 +58,7 @@ def build_input_embeddings(model, input_ids: torch.Tensor,
     summed = (module.word_embeddings.weight[input_ids]
               + module.token_type_embeddings.weight[token_type_ids]
               + module.position_embeddings.weight[positions])
-    norm = module.LayerNorm
-    return torch.nn.functional.layer_norm(summed, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    return module.LayerNorm(summed)
 
 
 def embedding_table_sizes(config) -> list[dict]:

@@ -18,8 +18,8 @@ def run_selfcheck() -> list[tuple[str, bool, str]]:
         ("cased WordPiece tokenizer", lambda: f"{len(assets.load_cased_tokenizer()):,} entries"),
         ("pretrained encoder files", lambda: str(assets.embedded_model_dir())),
         ("masked-LM weights (trained by this project)",
-         lambda: f"{assets.MASKED_LM_WEIGHTS.name}, {assets.masked_lm_training_record()['steps']:,} steps"
-         if assets.MASKED_LM_WEIGHTS.is_file() else assets.load_masked_lm("embedded")),
+         lambda: f"{assets.masked_lm_weights().name}, "
+                 f"{assets.masked_lm_training_record()['steps']:,} steps"),
     ]
     for name in data.DATASETS:
         steps.append(

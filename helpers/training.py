@@ -32,9 +32,8 @@ class ClsClassifier(nn.Module):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_ignored):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
-        cls = hidden[:, 0]
-        if self.use_pooler:
-            cls = self.encoder.pooler.activation(self.encoder.pooler.dense(cls))
+        # BertPooler reads position 0 itself: dense + tanh on the [CLS] hidden state
+        cls = self.encoder.pooler(hidden) if self.use_pooler else hidden[:, 0]
         return self.classifier(self.dropout(cls))
 
 
@@ -81,15 +80,16 @@ def tokenize_dataset(dataset, tokenizer, max_length: int = 128, text_column: str
 
 
 def batches(dataset, tokenizer, batch_size: int, shuffle: bool = False,
-            generator: torch.Generator | None = None):
-    """A ``DataLoader`` of dynamically padded batches (``DataCollatorWithPadding``)."""
+            generator: torch.Generator | None = None, sampler=None):
+    """A ``DataLoader`` of dynamically padded batches (``DataCollatorWithPadding``); ``sampler``
+    (e.g. a ``WeightedRandomSampler``) replaces ``shuffle``."""
     from transformers import DataCollatorWithPadding
 
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label") if c in dataset.column_names]
     collator = DataCollatorWithPadding(tokenizer)
     rows = dataset.select_columns(columns).with_format(None)
     return torch.utils.data.DataLoader(list(rows), batch_size=batch_size, shuffle=shuffle,
-                                       generator=generator, collate_fn=collator)
+                                       sampler=sampler, generator=generator, collate_fn=collator)
 
 
 def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
@@ -123,12 +123,8 @@ def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: 
     torch.manual_seed(seed)  # dropout
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    loader = batches(train_dataset, tokenizer, batch_size, shuffle=sampler is None, generator=generator)
-    if sampler is not None:
-        from transformers import DataCollatorWithPadding
-
-        loader = torch.utils.data.DataLoader(loader.dataset, batch_size=batch_size, sampler=sampler,
-                                             collate_fn=DataCollatorWithPadding(tokenizer))
+    loader = batches(train_dataset, tokenizer, batch_size, shuffle=sampler is None,
+                     generator=generator, sampler=sampler)
     total = max(1, math.ceil(epochs * len(loader)))
     eval_every = eval_every or len(loader)
     decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
@@ -252,8 +248,6 @@ def sentence_features(encoder, dataset, tokenizer, batch_size: int = 64, pooling
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             vectors = (hidden * mask).sum(1) / mask.sum(1)
         else:
-            vectors = hidden[:, 0]
-            if pooling == "pooler":
-                vectors = encoder.pooler.activation(encoder.pooler.dense(vectors))
+            vectors = encoder.pooler(hidden) if pooling == "pooler" else hidden[:, 0]
         out.append(vectors.float().cpu())
     return torch.cat(out)

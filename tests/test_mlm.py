@@ -157,3 +157,9 @@ def test_mlm_corpus_splits_barely_overlap():
 def test_mlm_corpus_rejects_unknown_split():
     with pytest.raises(ValueError, match="split"):
         load_mlm_corpus("dev")
+
+
+def test_missing_masked_lm_weights_say_how_to_get_them(monkeypatch, tmp_path):
+    monkeypatch.setattr(assets, "MASKED_LM_WEIGHTS", tmp_path / "masked_lm.safetensors")
+    with pytest.raises(assets.AssetUnavailableError, match="tools/train_mlm.py"):
+        assets.load_masked_lm("embedded")

@@ -23,16 +23,9 @@ from bert_workbook.assets import load_masked_lm, load_tokenizer
 from bert_workbook.data import load_mlm_corpus
 from bert_workbook.env import seed_everything
 from bert_workbook.masking import mask_tokens
-from bert_workbook.mlm import logits_at_labels, special_tokens_mask, token_windows
+from bert_workbook.mlm import accuracy_by_status, masked_lm_loss, special_tokens_mask, token_windows
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "helpers" / "weights"
-
-
-def masked_loss_and_hits(model, inputs, labels):
-    """Cross-entropy and the number of correct top-1 predictions at the labelled positions."""
-    logits, target = logits_at_labels(model, inputs, labels)
-    loss = torch.nn.functional.cross_entropy(logits, target)
-    return loss, int((logits.argmax(-1) == target).sum()), int(target.numel())
 
 
 def main() -> None:
@@ -65,24 +58,17 @@ def main() -> None:
     optimizer = torch.optim.AdamW(trainable.values(), lr=args.lr, weight_decay=0.01)
     vocab, mask_id = tokenizer.vocab_size, tokenizer.mask_token_id
 
-    def special(ids):
-        return special_tokens_mask(ids, tokenizer)
-
     eval_gen = torch.Generator().manual_seed(1)
-    eval_inputs, eval_labels = mask_tokens(held_out, special(held_out), vocab, mask_id,
-                                           generator=eval_gen, mask_replace_prob=1.0,
+    eval_inputs, eval_labels = mask_tokens(held_out, special_tokens_mask(held_out, tokenizer), vocab,
+                                           mask_id, generator=eval_gen, mask_replace_prob=1.0,
                                            random_replace_prob=0.0)
 
     def evaluate():
-        model.eval()
-        hits = total = 0
-        loss_sum = 0.0
-        with torch.no_grad():
-            for i in range(0, len(eval_inputs), 128):
-                loss, h, t = masked_loss_and_hits(model, eval_inputs[i:i + 128], eval_labels[i:i + 128])
-                hits, total, loss_sum = hits + h, total + t, loss_sum + loss.item() * t
+        """Held-out loss and top-1 accuracy at the (all [MASK]) selected positions."""
+        report = accuracy_by_status(model, held_out, eval_inputs, eval_labels, mask_id,
+                                    batch_size=128)["all selected"]
         model.train()
-        return loss_sum / total, hits / total
+        return report["loss"], report["accuracy"]
 
     gen = torch.Generator().manual_seed(0)
     loss0, acc0 = evaluate()
@@ -96,7 +82,8 @@ def main() -> None:
         order = torch.randperm(len(train), generator=gen)
         for i in range(0, len(order) - args.batch + 1, args.batch):
             batch = train[order[i:i + args.batch]]
-            inputs, labels = mask_tokens(batch, special(batch), vocab, mask_id, generator=gen)
+            inputs, labels = mask_tokens(batch, special_tokens_mask(batch, tokenizer), vocab, mask_id,
+                                         generator=gen)
             step += 1
             if est_steps is None and step == 20:
                 per_step = (time.time() - started) / 20
@@ -106,7 +93,7 @@ def main() -> None:
             scale = min(step / warmup, 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0))))
             for group in optimizer.param_groups:
                 group["lr"] = args.lr * scale
-            loss, _, _ = masked_loss_and_hits(model, inputs, labels)
+            loss = masked_lm_loss(model, inputs, labels)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable.values(), 1.0)
