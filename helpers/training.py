@@ -88,8 +88,31 @@ def batches(dataset, tokenizer, batch_size: int, shuffle: bool = False,
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label") if c in dataset.column_names]
     collator = DataCollatorWithPadding(tokenizer)
     rows = dataset.select_columns(columns).with_format(None)
+    # Every DataLoader draws a seed when iterated: from the global generator unless it has its
+    # own. A private one keeps an evaluation pass from shifting the dropout of later training.
     return torch.utils.data.DataLoader(list(rows), batch_size=batch_size, shuffle=shuffle,
-                                       sampler=sampler, generator=generator, collate_fn=collator)
+                                       sampler=sampler, generator=generator or torch.Generator(),
+                                       collate_fn=collator)
+
+
+def token_lengths(dataset) -> list[int]:
+    """The number of tokens of every example of a tokenized dataset."""
+    return [len(ids) for ids in dataset["input_ids"]]
+
+
+def length_grouped_sampler(dataset, batch_size: int, generator: torch.Generator):
+    """Random batches of similar lengths (the ``Trainer``'s ``group_by_length``): shuffle, cut
+    into mega-batches of up to 50 batches, sort each by length. Less padding, still random."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    return LengthGroupedSampler(batch_size, lengths=token_lengths(dataset), generator=generator)
+
+
+def _length_sorted_batches(dataset, tokenizer, batch_size: int):
+    """Batches of examples sorted by length (little padding) and the order that undoes the sort."""
+    order = np.argsort(token_lengths(dataset), kind="stable")
+    loader = batches(dataset.select(order.tolist()), tokenizer, batch_size)
+    return loader, torch.from_numpy(np.argsort(order, kind="stable"))
 
 
 def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
@@ -102,13 +125,15 @@ def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
 def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: float = 5e-5,
                      batch_size: int = 16, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
                      max_grad_norm: float = 1.0, seed: int = 0, loss_fn=None, sampler=None,
-                     progress: bool = True, eval_dataset=None, eval_every: int | None = None) -> dict:
+                     group_by_length: bool = False, progress: bool = True, eval_dataset=None,
+                     eval_every: int | None = None) -> dict:
     """Fine-tune ``model`` (logits from ``input_ids``/``attention_mask``) with AdamW, linear
     warm-up and decay, and gradient clipping. Returns the history: the loss of every step and,
     with ``eval_dataset``, the evaluation loss every ``eval_every`` steps (default: per epoch).
 
     ``loss_fn(logits, labels)`` defaults to cross-entropy; ``sampler`` (e.g. a
-    ``WeightedRandomSampler``) replaces shuffling.
+    ``WeightedRandomSampler``) replaces shuffling; ``group_by_length`` batches sentences of
+    similar lengths together (random batches otherwise), which cuts the padding.
     """
     from tqdm.auto import tqdm
 
@@ -120,9 +145,13 @@ def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: 
     check_labels(train_dataset["label"], num_labels, "train_dataset labels")
     if epochs <= 0 or lr <= 0 or batch_size < 1:
         raise ValueError("epochs, lr and batch_size must be positive")
+    if sampler is not None and group_by_length:
+        raise ValueError("pass either a sampler or group_by_length=True, not both")
     torch.manual_seed(seed)  # dropout
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
+    if group_by_length:
+        sampler = length_grouped_sampler(train_dataset, batch_size, generator)
     loader = batches(train_dataset, tokenizer, batch_size, shuffle=sampler is None,
                      generator=generator, sampler=sampler)
     total = max(1, math.ceil(epochs * len(loader)))
@@ -130,7 +159,8 @@ def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: 
     decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr,
+                                  fused=True)  # one kernel for all tensors: ~5x faster steps on CPU
     warmup = int(warmup_ratio * total)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_warmup_decay(s, total, warmup))
     loss_fn = loss_fn or nn.functional.cross_entropy
@@ -159,6 +189,7 @@ def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: 
             if step >= total:
                 break
     bar.close()
+    optimizer.zero_grad(set_to_none=True)  # the gradients are as large as the model: free them
     model.eval()
     return history
 
@@ -175,16 +206,18 @@ def _num_labels(model) -> int:
 
 @torch.no_grad()
 def predict_logits(model, dataset, tokenizer, batch_size: int = 64) -> torch.Tensor:
-    """Logits for every example of a tokenized dataset, in order (eval mode, no gradients)."""
+    """Logits for every example of a tokenized dataset, in the dataset's order (eval mode, no
+    gradients; batches of similar lengths, so little compute goes to padding)."""
     if len(dataset) == 0:
         raise ValueError("dataset is empty")
     device = next(model.parameters()).device
     model.eval()
+    loader, unsort = _length_sorted_batches(dataset, tokenizer, batch_size)
     out = []
-    for batch in batches(dataset, tokenizer, batch_size):
+    for batch in loader:
         batch.pop("labels", None)
         out.append(_logits(model(**{k: v.to(device) for k, v in batch.items()})).float().cpu())
-    return torch.cat(out)
+    return torch.cat(out)[unsort]
 
 
 def evaluation_loss(model, dataset, tokenizer, batch_size: int = 64) -> float:
@@ -237,10 +270,13 @@ def sentence_features(encoder, dataset, tokenizer, batch_size: int = 64, pooling
     such as the embedded MiniLM were trained to embed sentences)."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if len(dataset) == 0:
+        raise ValueError("dataset is empty")
     device = next(encoder.parameters()).device
     encoder.eval()
+    loader, unsort = _length_sorted_batches(dataset, tokenizer, batch_size)
     out = []
-    for batch in batches(dataset, tokenizer, batch_size):
+    for batch in loader:
         batch.pop("labels", None)
         batch = {k: v.to(device) for k, v in batch.items()}
         hidden = encoder(**batch).last_hidden_state
@@ -250,4 +286,4 @@ def sentence_features(encoder, dataset, tokenizer, batch_size: int = 64, pooling
         else:
             vectors = encoder.pooler(hidden) if pooling == "pooler" else hidden[:, 0]
         out.append(vectors.float().cpu())
-    return torch.cat(out)
+    return torch.cat(out)[unsort]

@@ -174,3 +174,59 @@ def test_sentence_features_poolings(tokenizer, tiny_encoder):
     torch.testing.assert_close(mean[0], hidden.mean(0), atol=1e-5, rtol=1e-5)  # padding excluded
     with pytest.raises(ValueError, match="pooling"):
         training.sentence_features(tiny_encoder, data, tokenizer, pooling="max")
+
+
+def test_predictions_keep_the_dataset_order(tokenizer, tiny_encoder):
+    # lengths 4..9 tokens in a shuffled order: the length-sorted batches must be undone
+    data = tiny_dataset(tokenizer, n=10).shuffle(seed=1)
+    model = training.ClsClassifier(tiny_encoder, 2).eval()
+    batched = training.predict_logits(model, data, tokenizer, batch_size=3)
+    with torch.no_grad():
+        one_by_one = torch.cat([model(**tokenizer(text, return_tensors="pt")) for text in data["text"]])
+    torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-5)
+    features = training.sentence_features(tiny_encoder, data, tokenizer, batch_size=3, pooling="cls")
+    with torch.no_grad():
+        first = torch.cat([tiny_encoder(**tokenizer(text, return_tensors="pt")).last_hidden_state[:, 0]
+                           for text in data["text"]])
+    torch.testing.assert_close(features, first, atol=1e-5, rtol=1e-5)
+
+
+def test_length_grouped_batches_pad_less_and_cover_every_example(tokenizer):
+    data = tiny_dataset(tokenizer, n=200).shuffle(seed=0)
+    lengths = np.array(training.token_lengths(data))
+    grouped = list(training.length_grouped_sampler(data, 8, torch.Generator().manual_seed(0)))
+    assert sorted(grouped) == list(range(200))
+    shuffled = torch.randperm(200, generator=torch.Generator().manual_seed(0)).tolist()
+
+    def padded(order):
+        return sum(lengths[order[i:i + 8]].max() * len(order[i:i + 8]) for i in range(0, 200, 8))
+
+    assert padded(grouped) < padded(shuffled)
+
+
+def test_group_by_length_trains_and_excludes_a_sampler(tokenizer, tiny_encoder):
+    import copy
+
+    model = training.ClsClassifier(copy.deepcopy(tiny_encoder), 2)
+    data = tiny_dataset(tokenizer)
+    history = training.train_classifier(model, data, tokenizer, epochs=1, batch_size=8,
+                                        group_by_length=True, progress=False)
+    assert len(history["step_loss"]) == 4
+    sampler = torch.utils.data.RandomSampler(range(len(data)))
+    with pytest.raises(ValueError, match="not both"):
+        training.train_classifier(model, data, tokenizer, sampler=sampler, group_by_length=True,
+                                  progress=False)
+
+
+def test_evaluating_during_training_does_not_change_the_training(tokenizer, tiny_encoder):
+    import copy
+
+    def step_losses(**evaluation):
+        model = training.ClsClassifier(copy.deepcopy(tiny_encoder), 2, dropout=0.5)
+        torch.nn.init.zeros_(model.classifier.weight)
+        torch.nn.init.zeros_(model.classifier.bias)
+        return training.train_classifier(model, tiny_dataset(tokenizer), tokenizer, epochs=2, lr=1e-3,
+                                         batch_size=8, seed=1, progress=False, **evaluation)["step_loss"]
+
+    data = tiny_dataset(tokenizer, n=8)
+    assert step_losses() == step_losses(eval_dataset=data, eval_every=1)
