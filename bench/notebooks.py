@@ -96,7 +96,7 @@ def main() -> int:
         "",
     ])
     args.out.write_text(text)
-    print(f"wrote {args.out.relative_to(ROOT)}")
+    print(f"wrote {args.out}")
     return 0
 
 
