@@ -452,3 +452,49 @@ def check_cls_classifier(cls) -> CheckResult:
                 return CheckResult(exercise, False, mistake + ".", hint)
     return CheckResult(exercise, False, f"your logits differ from BertForSequenceClassification's by "
                        f"up to {float((out - expected).abs().max()):.2e}.", hint)
+
+
+def check_oversample(fn) -> CheckResult:
+    """``fn(labels, seed)`` must return indices that keep every example once, add random
+    duplicates (drawn within each class, seeded) until every class is as large as the largest,
+    and give the same answer for the same seed."""
+    import numpy as np
+
+    exercise = "Exercise (oversample_minority)"
+    hint = ("start from every index once (np.arange(len(labels))); for each class, draw "
+            "(largest count - its count) extra indices of that class with replacement, from "
+            "np.random.default_rng(seed); return them all concatenated.")
+    rng = np.random.default_rng(HELD_OUT_SEED)
+    labels = rng.permutation(np.repeat([0, 1, 2], [300, 12, 45]))
+    out, failed = _call_or_verdict(exercise, fn, labels, 7)
+    if failed is not None:
+        return failed
+    try:
+        rows = np.asarray(out)
+        assert rows.ndim == 1 and np.issubdtype(rows.dtype, np.integer)
+    except (AssertionError, TypeError, ValueError):
+        return CheckResult(exercise, False, f"expected a 1-d array of integer indices, got {type(out).__name__}"
+                           f"{' of shape ' + str(getattr(out, 'shape', '')) if hasattr(out, 'shape') else ''}.", hint)
+    if rows.min() < 0 or rows.max() >= len(labels):
+        return CheckResult(exercise, False, "some indices point outside the dataset.", hint)
+    lost = len(labels) - len(np.unique(rows))
+    if lost:
+        return CheckResult(exercise, False, f"{lost} of the {len(labels)} examples are missing from "
+                           "your indices: oversampling must keep every original example (drawing the "
+                           "whole minority class with replacement drops some of them).", hint)
+    counts = np.bincount(labels[rows], minlength=3).tolist()
+    if counts != [300, 300, 300]:
+        return CheckResult(exercise, False, f"class counts after oversampling are {counts}; every class "
+                           "should reach the largest count, 300.", hint)
+    again, failed = _call_or_verdict(exercise, fn, labels, 7)
+    if failed is not None or not np.array_equal(np.asarray(again), rows):
+        return CheckResult(exercise, False, "the same seed gave different indices: draw from "
+                           "np.random.default_rng(seed), not from global randomness.", hint)
+    other, failed = _call_or_verdict(exercise, fn, labels, 8)
+    if failed is not None or np.array_equal(np.sort(np.asarray(other)), np.sort(rows)):
+        return CheckResult(exercise, False, "a different seed gave the same duplicates: the extra "
+                           "examples should be drawn at random.", hint)
+    if np.bincount(rows, minlength=len(labels))[labels == 1].max() > 60:
+        return CheckResult(exercise, False, "a few minority examples are copied far more often than "
+                           "the others: draw the duplicates uniformly within each class.", hint)
+    return CheckResult(exercise, True, f"every example kept, classes balanced to {counts}, seeded.")

@@ -194,6 +194,22 @@ def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: 
     return history
 
 
+def train_and_evaluate(model, train_dataset, eval_dataset, tokenizer, *, steps: int,
+                       batch_size: int = 16, **train_options) -> dict:
+    """Train ``model`` for a fixed number of ``steps`` (``train_classifier`` with its
+    ``train_options``), then predict ``eval_dataset``. Returns the training ``step_loss``, the
+    evaluation ``logits`` and ``metrics`` (accuracy, macro-F1, per-class recall). A fixed step
+    budget keeps runs on datasets of different sizes comparable."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    epochs = steps * batch_size / len(train_dataset) if len(train_dataset) else 1
+    history = train_classifier(model, train_dataset, tokenizer, epochs=epochs, batch_size=batch_size,
+                               **train_options)
+    logits = predict_logits(model, eval_dataset, tokenizer)
+    metrics = classification_metrics(eval_dataset["label"], logits.argmax(1).tolist(), logits.shape[1])
+    return {"step_loss": history["step_loss"], "logits": logits, "metrics": metrics}
+
+
 def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
 

@@ -122,3 +122,41 @@ def test_doctor_sees_a_good_ranking_behind_a_collapse():
     logits = torch.stack([torch.zeros(100), margin], 1)
     report = imbalance.diagnose_collapse(logits, y, [0] * 95 + [1] * 5)
     assert report.collapsed and report.auc == 1.0 and "rank the classes" in str(report)
+
+
+def _stub(labels, seed):
+    raise NotImplementedError
+
+
+def _resample_whole_class(labels, seed):  # the source text's way: each class drawn anew
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    out = []
+    for c in (0, 1, 2):
+        out.append(rng.choice(np.flatnonzero(labels == c), size=300, replace=True))
+    return np.concatenate(out)
+
+
+def _copies_the_first(labels, seed):
+    labels = np.asarray(labels)
+    extra = [np.repeat(np.flatnonzero(labels == c)[:1], 300 - (labels == c).sum()) for c in (1, 2)]
+    return np.concatenate([np.arange(len(labels)), *extra])
+
+
+def _unseeded(labels, seed):
+    return imbalance.oversample_minority(labels, int(np.random.randint(1 << 30)))
+
+
+def _not_balanced(labels, seed):
+    return np.arange(len(labels))
+
+
+@pytest.mark.parametrize("wrong, words", [(_stub, "not implemented"), (_resample_whole_class, "missing"),
+                                          (_copies_the_first, "seed gave the same"), (_unseeded, "same seed"),
+                                          (_not_balanced, "class counts"), (lambda labels, seed: "x", "1-d array")])
+def test_oversample_check_passes_reference_and_names_mistakes(wrong, words):
+    from bert_workbook import checks
+
+    assert checks.check_oversample(imbalance.oversample_minority).passed
+    result = checks.check_oversample(wrong)
+    assert not result.passed and words in str(result), str(result)

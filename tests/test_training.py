@@ -230,3 +230,16 @@ def test_evaluating_during_training_does_not_change_the_training(tokenizer, tiny
 
     data = tiny_dataset(tokenizer, n=8)
     assert step_losses() == step_losses(eval_dataset=data, eval_every=1)
+
+
+def test_train_and_evaluate_runs_a_fixed_number_of_steps(tokenizer, tiny_encoder):
+    import copy
+
+    model = training.ClsClassifier(copy.deepcopy(tiny_encoder), 2)
+    data = tiny_dataset(tokenizer, n=20)
+    run = training.train_and_evaluate(model, data, data, tokenizer, steps=7, batch_size=4, lr=1e-3,
+                                      progress=False)
+    assert len(run["step_loss"]) == 7 and run["logits"].shape == (20, 2)
+    assert set(run["metrics"]) == {"accuracy", "macro_f1", "recall"}
+    with pytest.raises(ValueError, match="steps"):
+        training.train_and_evaluate(model, data, data, tokenizer, steps=0)
