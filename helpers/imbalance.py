@@ -106,7 +106,7 @@ def entropy_bits(probabilities: np.ndarray) -> float:
     """Shannon entropy in bits of a probability vector (0 log 0 = 0)."""
     p = np.asarray(probabilities, dtype=np.float64)
     p = p[p > 0]
-    return float(-(p * np.log2(p)).sum())
+    return float(max(0.0, -(p * np.log2(p)).sum()))  # max: never print -0.00
 
 
 @dataclass
