@@ -32,11 +32,15 @@ def imbalanced_subset(labels: Sequence[int], per_class: Mapping[int, int], seed:
     return np.sort(np.concatenate(picked))
 
 
-def _classes_and_targets(labels: np.ndarray, factors: Mapping[int, float] | None, grow: bool):
+def _resampling_plan(labels: Sequence[int], factors: Mapping[int, float] | None, grow: bool):
+    """The labels as an array and the target size of each class (checked)."""
+    labels = np.asarray(list(labels))
+    if labels.ndim != 1 or len(labels) == 0:
+        raise ValueError("labels must be a non-empty 1-d sequence")
     present, counts = np.unique(labels, return_counts=True)
     if factors is None:
         target = counts.max() if grow else counts.min()
-        return {int(c): int(target) for c in present}
+        return labels, {int(c): int(target) for c in present}
     targets = {int(c): int(n) for c, n in zip(present, counts)}
     for label, factor in factors.items():
         if label not in targets:
@@ -49,7 +53,7 @@ def _classes_and_targets(labels: np.ndarray, factors: Mapping[int, float] | None
         if not grow and not 0 < factor <= 1:
             raise ValueError(f"undersampling factors must lie in (0, 1] (class {label}: {factor})")
         targets[label] = max(1, round(targets[label] * factor))
-    return targets
+    return labels, targets
 
 
 def oversample_minority(labels: Sequence[int], seed: int,
@@ -57,12 +61,10 @@ def oversample_minority(labels: Sequence[int], seed: int,
     """Indices for random oversampling: every example once, plus random duplicates (drawn with
     replacement within each class) until each class has as many as the largest class, or
     ``round(count * factor)`` for the classes in ``factors``. Never drops an example."""
-    labels = np.asarray(list(labels))
-    if labels.ndim != 1 or len(labels) == 0:
-        raise ValueError("labels must be a non-empty 1-d sequence")
+    labels, targets = _resampling_plan(labels, factors, grow=True)
     rng = np.random.default_rng(seed)
     extra = []
-    for label, target in _classes_and_targets(labels, factors, grow=True).items():
+    for label, target in targets.items():
         rows = np.flatnonzero(labels == label)
         extra.append(rng.choice(rows, size=target - len(rows), replace=True))
     return np.concatenate([np.arange(len(labels)), *extra])
@@ -72,12 +74,10 @@ def undersample_majority(labels: Sequence[int], seed: int,
                          factors: Mapping[int, float] | None = None) -> np.ndarray:
     """Indices for random undersampling: each class cut (without replacement) to the size of
     the smallest class, or to ``round(count * factor)`` for the classes in ``factors``."""
-    labels = np.asarray(list(labels))
-    if labels.ndim != 1 or len(labels) == 0:
-        raise ValueError("labels must be a non-empty 1-d sequence")
+    labels, targets = _resampling_plan(labels, factors, grow=False)
     rng = np.random.default_rng(seed)
     kept = []
-    for label, target in _classes_and_targets(labels, factors, grow=False).items():
+    for label, target in targets.items():
         rows = np.flatnonzero(labels == label)
         kept.append(rng.choice(rows, size=target, replace=False))
     return np.sort(np.concatenate(kept))
