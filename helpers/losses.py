@@ -1,0 +1,75 @@
+"""Focal loss (Lin et al., 2017) for sequence and token classification, done carefully:
+per-class alpha, ``ignore_index``, and the same normalisation as ``cross_entropy``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+class FocalLoss(nn.Module):
+    """``-alpha[y] * (1 - p_y) ** gamma * log p_y``: cross-entropy whose easy examples (high
+    ``p_y``) are turned down by the factor ``(1 - p_y) ** gamma``.
+
+    * ``gamma`` >= 0; with ``gamma = 0`` and no ``alpha`` this is exactly ``cross_entropy``.
+    * ``alpha``: one non-negative weight per class (not one scalar for all classes, which only
+      rescales the loss), or ``None``.
+    * Targets equal to ``ignore_index`` (-100: padding, or sub-word pieces in NER) count nowhere.
+    * ``reduction="mean"`` divides by the summed alpha of the counted targets (by their number
+      without alpha), as ``cross_entropy(weight=alpha)`` does; ``"none"`` returns one loss per
+      target (0 where ignored).
+    * Logits ``(N, C)`` with targets ``(N,)``, or ``(N, L, C)`` with ``(N, L)`` (classes last,
+      as Hugging Face token classifiers return them).
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha: Sequence[float] | torch.Tensor | None = None,
+                 ignore_index: int = -100, reduction: str = "mean"):
+        super().__init__()
+        if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 0):
+            raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if alpha is not None:
+            if isinstance(alpha, (int, float)):
+                raise ValueError("alpha must hold one weight per class (a list or 1-d tensor), not "
+                                 "a single number: one number for every class only rescales the loss")
+            alpha = torch.as_tensor(alpha, dtype=torch.float32)
+            if alpha.ndim != 1 or len(alpha) < 2 or not torch.isfinite(alpha).all() or (alpha < 0).any():
+                raise ValueError(f"alpha must be a 1-d sequence of >= 2 finite weights >= 0, got {alpha.tolist()}")
+            self.register_buffer("alpha", alpha)
+        else:
+            self.alpha = None
+        self.gamma = float(gamma)
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if logits.ndim not in (2, 3) or target.shape != logits.shape[:-1]:
+            raise ValueError(f"expected logits (N, C) with targets (N,), or (N, L, C) with (N, L); "
+                             f"got logits {tuple(logits.shape)} and targets {tuple(target.shape)}")
+        num_classes = logits.shape[-1]
+        if self.alpha is not None and len(self.alpha) != num_classes:
+            raise ValueError(f"alpha has {len(self.alpha)} weights but the logits have {num_classes} classes")
+        flat_logits, flat_target = logits.reshape(-1, num_classes), target.reshape(-1)
+        counted = flat_target != self.ignore_index
+        bad = flat_target[counted & ((flat_target < 0) | (flat_target >= num_classes))]
+        if len(bad):
+            raise ValueError(f"targets must lie in [0, {num_classes}) or equal ignore_index "
+                             f"({self.ignore_index}); found {sorted(set(bad.tolist()))[:5]}")
+        safe_target = torch.where(counted, flat_target, torch.zeros_like(flat_target))
+        log_p = torch.log_softmax(flat_logits.float(), dim=-1)
+        log_pt = log_p.gather(1, safe_target[:, None]).squeeze(1)
+        loss = -((1 - log_pt.exp()) ** self.gamma) * log_pt
+        weight = self.alpha.to(loss.device)[safe_target] if self.alpha is not None else torch.ones_like(loss)
+        weight = weight * counted
+        loss = loss * weight
+        if self.reduction == "none":
+            return loss.reshape(target.shape)
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss.sum() / weight.sum().clamp_min(torch.finfo(loss.dtype).tiny)

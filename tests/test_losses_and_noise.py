@@ -1,0 +1,127 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bert_workbook.losses import FocalLoss
+from bert_workbook.noise import add_frequent_token_noise, add_neftune_noise
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 12), c=st.integers(2, 6), seed=st.integers(0, 1000))
+def test_focal_loss_with_gamma_0_is_cross_entropy(n, c, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, c, generator=g) * 3
+    target = torch.randint(0, c, (n,), generator=g)
+    torch.testing.assert_close(FocalLoss(gamma=0)(logits, target), F.cross_entropy(logits, target))
+    weight = torch.rand(c, generator=g) + 0.1
+    torch.testing.assert_close(FocalLoss(gamma=0, alpha=weight)(logits, target),
+                               F.cross_entropy(logits, target, weight=weight))
+    uniform = FocalLoss(gamma=0, alpha=[1.0] * c)(logits, target)
+    torch.testing.assert_close(uniform, F.cross_entropy(logits, target))
+
+
+def test_focal_loss_on_hand_picked_logits():
+    logits = torch.tensor([[0.0, math.log(3.0)], [math.log(9.0), 0.0]])  # p(target) = 0.75, 0.9
+    target = torch.tensor([1, 0])
+    expected = [-(0.25 ** 2) * math.log(0.75), -(0.1 ** 2) * math.log(0.9)]
+    each = FocalLoss(gamma=2, reduction="none")(logits, target)
+    torch.testing.assert_close(each, torch.tensor(expected))
+    torch.testing.assert_close(FocalLoss(gamma=2, reduction="sum")(logits, target), each.sum())
+    weighted = FocalLoss(gamma=2, alpha=[0.25, 0.75])(logits, target)
+    torch.testing.assert_close(weighted, (0.75 * each[0] + 0.25 * each[1]) / (0.75 + 0.25))
+
+
+def test_easy_examples_lose_gradient_as_gamma_grows():
+    sizes = []
+    for gamma in (0, 1, 2, 5):
+        logits = torch.tensor([[3.0, 0.0]], requires_grad=True)  # easy: p(target) = 0.95
+        FocalLoss(gamma=gamma)(logits, torch.tensor([0])).backward()
+        sizes.append(logits.grad.abs().sum().item())
+    assert all(a > b for a, b in zip(sizes, sizes[1:])) and sizes[-1] < 1e-4 * sizes[0]
+
+
+def test_ignore_index_and_token_shapes():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 3, generator=g)
+    target = torch.tensor([[0, -100, 2, 1, -100], [1, 1, -100, 0, 2]])
+    for gamma in (0, 2):
+        loss = FocalLoss(gamma=gamma)
+        flat = loss(logits.reshape(-1, 3), target.reshape(-1))
+        torch.testing.assert_close(loss(logits, target), flat)
+        kept = target.reshape(-1) != -100
+        torch.testing.assert_close(flat, loss(logits.reshape(-1, 3)[kept], target.reshape(-1)[kept]))
+    torch.testing.assert_close(FocalLoss(gamma=0)(logits, target),
+                               F.cross_entropy(logits.reshape(-1, 3), target.reshape(-1)))
+    none = FocalLoss(reduction="none")(logits, target)
+    assert none.shape == target.shape and (none[target == -100] == 0).all()
+    assert FocalLoss()(logits, torch.full((2, 5), -100)).item() == 0.0
+
+
+def test_focal_loss_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="one weight per class"):
+        FocalLoss(alpha=0.25)
+    with pytest.raises(ValueError, match="gamma"):
+        FocalLoss(gamma=-1)
+    with pytest.raises(ValueError, match="reduction"):
+        FocalLoss(reduction="avg")
+    with pytest.raises(ValueError, match="alpha"):
+        FocalLoss(alpha=[1.0, -1.0])
+    with pytest.raises(ValueError, match="3 classes"):
+        FocalLoss(alpha=[1.0, 2.0])(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        FocalLoss()(torch.zeros(2, 3), torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="expected logits"):
+        FocalLoss()(torch.zeros(4, 3), torch.zeros(5, dtype=torch.long))
+
+
+def _embedding():
+    torch.manual_seed(0)
+    return torch.nn.Embedding(50, 8)
+
+
+def test_frequent_token_noise_touches_only_listed_ids_in_training_and_never_the_weights():
+    embedding = _embedding()
+    before = embedding.weight.detach().clone()
+    ids = torch.tensor([[1, 2, 3, 2, 7]])
+    clean = embedding(ids).detach()
+    handle = add_frequent_token_noise(embedding, [2, 7], std=0.5, generator=torch.Generator().manual_seed(0))
+    noisy = embedding(ids)
+    changed = (noisy != clean).any(-1)[0].tolist()
+    assert changed == [False, True, False, True, True]
+    assert torch.equal(embedding.weight, before)
+    embedding.eval()
+    assert torch.equal(embedding(ids), clean)
+    embedding.train()
+    handle.remove()
+    assert torch.equal(embedding(ids), clean)
+
+
+def test_neftune_noise_has_the_documented_scale_and_is_off_in_eval():
+    embedding = _embedding()
+    ids = torch.randint(0, 50, (4, 16))
+    clean = embedding(ids).detach()
+    add_neftune_noise(embedding, alpha=5.0, generator=torch.Generator().manual_seed(0))
+    noise = embedding(ids).detach() - clean
+    bound = 5.0 / math.sqrt(16 * 8)
+    assert noise.abs().max() <= bound + 1e-6 and noise.abs().max() > 0.9 * bound
+    assert abs(noise.mean().item()) < 0.1 * bound
+    embedding.eval()
+    assert torch.equal(embedding(ids), clean)
+
+
+def test_noise_hooks_reject_bad_arguments():
+    embedding = _embedding()
+    with pytest.raises(TypeError, match="nn.Embedding"):
+        add_neftune_noise(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="alpha"):
+        add_neftune_noise(embedding, alpha=0)
+    with pytest.raises(ValueError, match="std"):
+        add_frequent_token_noise(embedding, [1], std=-0.1)
+    with pytest.raises(ValueError, match="non-empty"):
+        add_frequent_token_noise(embedding, [], std=0.1)
+    with pytest.raises(ValueError, match=r"\[0, 50\)"):
+        add_frequent_token_noise(embedding, [50], std=0.1)
