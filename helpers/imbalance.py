@@ -205,13 +205,14 @@ def diagnose_collapse(logits, y_true: Sequence[int], train_labels: Sequence[int]
         verdicts.append(f"imbalanced training labels: class {majority} has "
                         f"{train_counts.max() / train_counts.sum():.0%} of them")
     top = int(predicted_counts.argmax())
-    if predicted_counts[top] >= 0.95 * len(predicted):
+    one_sided = predicted_counts[top] >= 0.95 * len(predicted)
+    if one_sided:
         verdicts.append(f"collapsed: {predicted_counts[top] / len(predicted):.0%} of the predictions "
                         f"are class {top}")
     low = [c for c in range(num_labels) if true_counts[c] and recall[c] < 0.2]
     if low:
         verdicts.append(f"classes almost never found (recall < 0.2): {low}")
-    if auc is not None and predicted_counts[top] >= 0.95 * len(predicted) and auc >= 0.7:
+    if auc is not None and one_sided and auc >= 0.7:
         verdicts.append(f"yet the scores still rank the classes (AUC {auc:.2f}): the model learned "
                         "something, and its bias towards one class hides it")
     if spread < 0.05:
