@@ -498,3 +498,90 @@ def check_oversample(fn) -> CheckResult:
         return CheckResult(exercise, False, "a few minority examples are copied far more often than "
                            "the others: draw the duplicates uniformly within each class.", hint)
     return CheckResult(exercise, True, f"every example kept, classes balanced to {counts}, seeded.")
+
+
+def _focal_cases():
+    """Inputs for ``check_focal_loss``: random logits of both shapes, a few ignored targets."""
+    import torch
+
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    logits = torch.randn(12, 3, generator=generator) * 2
+    target = torch.randint(3, (12,), generator=generator)
+    tokens = torch.randn(3, 5, 4, generator=generator) * 2
+    token_target = torch.randint(4, (3, 5), generator=generator)
+    token_target[0, 0], token_target[1, 3], token_target[2, 4] = -100, -100, -100
+    return logits, target, tokens, token_target
+
+
+def check_focal_loss(fn) -> CheckResult:
+    """``fn(logits, target, gamma, alpha, ignore_index, reduction)`` must equal the reference
+    :class:`bert_workbook.losses.FocalLoss`: cross-entropy when gamma = 0, per-class alpha
+    normalised as ``cross_entropy(weight=alpha)``, ignored targets counted nowhere, ``(N, C)``
+    and ``(N, L, C)`` shapes, ``"sum"`` reduction, and gradients that flow."""
+    import torch
+    import torch.nn.functional as F
+
+    from bert_workbook.losses import FocalLoss
+
+    exercise = "Exercise (focal_loss)"
+    hint = ("flatten to (-1, C); log_pt = log_softmax(logits).gather(target); loss = "
+            "-(1 - exp(log_pt)) ** gamma * log_pt; weight each target by alpha[target] (1 without "
+            "alpha) and by 0 where target == ignore_index; 'mean' divides the weighted sum by the "
+            "summed weights, as cross_entropy(weight=...) does.")
+    logits, target, tokens, token_target = _focal_cases()
+    alpha = [0.2, 1.0, 3.0]
+    token_alpha = [0.5, 1.0, 2.0, 4.0]
+
+    def run(*args, **kwargs):
+        try:
+            out = fn(*args, **kwargs)
+        except NotImplementedError:
+            raise
+        except Exception as error:
+            return None, f"raised {type(error).__name__}: {error}"
+        if not (isinstance(out, torch.Tensor) and out.ndim == 0):
+            return None, f"returned {type(out).__name__}{tuple(getattr(out, 'shape', ()))}, not a scalar tensor"
+        return out, None
+
+    cases = [
+        ("gamma = 0 without alpha must equal F.cross_entropy", (logits, target),
+         {"gamma": 0.0}, F.cross_entropy(logits, target)),
+        ("gamma = 0 with alpha must equal F.cross_entropy(weight=alpha), which divides by the "
+         "summed alpha of the targets, not by their number", (logits, target),
+         {"gamma": 0.0, "alpha": alpha}, F.cross_entropy(logits, target, weight=torch.tensor(alpha))),
+        ("gamma = 2 must match -(1 - p_t) ** 2 * log p_t", (logits, target), {"gamma": 2.0},
+         FocalLoss(2.0)(logits, target)),
+        ("gamma = 2 with per-class alpha", (logits, target), {"gamma": 2.0, "alpha": alpha},
+         FocalLoss(2.0, alpha)(logits, target)),
+        ("token logits (N, L, C) with targets (N, L), where -100 marks targets to skip",
+         (tokens, token_target), {"gamma": 1.0, "alpha": token_alpha},
+         FocalLoss(1.0, token_alpha)(tokens, token_target)),
+        ("reduction='sum' adds the weighted losses", (tokens, token_target),
+         {"gamma": 2.0, "reduction": "sum"}, FocalLoss(2.0, reduction="sum")(tokens, token_target)),
+    ]
+    for what, args, kwargs, expected in cases:
+        try:
+            out, problem = run(*args, **kwargs)
+        except NotImplementedError:
+            return CheckResult(exercise, False, "not implemented yet.", "replace the `raise NotImplementedError`.")
+        if problem is None and not torch.allclose(out.detach().float(), expected, atol=1e-5, rtol=1e-4):
+            problem = f"gave {float(out):.5f}, expected {float(expected):.5f}"
+            if "-100" in what and torch.allclose(
+                    out.detach().float(), FocalLoss(1.0, token_alpha, ignore_index=-1)(
+                        tokens, token_target.clamp_min(0)), atol=1e-5, rtol=1e-4):
+                problem += " (targets of -100 were counted)"
+        if problem is not None:
+            return CheckResult(exercise, False, f"{what}: your function {problem}.", hint)
+    easy = torch.tensor([[4.0, 0.0, 0.0]], requires_grad=True)
+    grads = []
+    for gamma in (0.0, 1.0, 2.0):
+        out, problem = run(easy, torch.tensor([0]), gamma=gamma)
+        if problem is None and not out.requires_grad:
+            problem = "returned a loss with no gradient (computed outside autograd: .item(), numpy, detach?)"
+        if problem is not None:
+            return CheckResult(exercise, False, f"gradient test: your function {problem}.", hint)
+        grads.append(float(torch.autograd.grad(out, easy)[0].abs().sum()))
+    shrink = ", ".join(f"{g:.2g}" for g in grads)
+    return CheckResult(exercise, True, f"equals cross-entropy at gamma = 0 (with and without alpha), "
+                       f"the reference at gamma = 1 and 2, skips -100 targets, handles token shapes "
+                       f"and 'sum'; an easy example's gradient at gamma 0, 1, 2: {shrink}.")

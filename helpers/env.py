@@ -16,6 +16,14 @@ Unset, empty or ``embedded``: the offline default. Any other value is a hub mode
 
 EMBEDDED = "embedded"
 
+SMOKE_ENV_VAR = "BERT_WORKBOOK_SMOKE"
+"""Set to 1 by the test suite when it runs the exercise copies in ``notebooks/``: every training
+loop stops after ``SMOKE_STEPS`` steps. That run proves the notebooks execute; the numbers they
+teach are checked on ``solutions/``, which run in full. Learners never need it."""
+
+SMOKE_STEPS = 2
+_smoke_warned = False
+
 
 def selected_model_name() -> str:
     """The model named by ``BERT_WORKBOOK_MODEL``, or ``"embedded"`` when it is unset."""
@@ -37,6 +45,25 @@ def configure_hub_access() -> bool:
     if selected_model_name() == EMBEDDED:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return offline_flag_set()
+
+
+def smoke_test() -> bool:
+    """Whether ``BERT_WORKBOOK_SMOKE`` asks for a smoke test (training cut to a few steps)."""
+    return os.environ.get(SMOKE_ENV_VAR, "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def training_steps(steps: int) -> int:
+    """``steps``, or at most ``SMOKE_STEPS`` in a smoke test (with a warning saying so)."""
+    global _smoke_warned
+    if not smoke_test() or steps <= SMOKE_STEPS:
+        return steps
+    if not _smoke_warned:
+        import warnings
+
+        _smoke_warned = True
+        warnings.warn(f"{SMOKE_ENV_VAR} is set: training stops after {SMOKE_STEPS} of {steps} steps, "
+                      f"so the results below mean nothing (unset it to train for real)", stacklevel=3)
+    return SMOKE_STEPS
 
 
 def in_colab() -> bool:

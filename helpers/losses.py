@@ -73,3 +73,10 @@ class FocalLoss(nn.Module):
         if self.reduction == "sum":
             return loss.sum()
         return loss.sum() / weight.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
+               alpha: Sequence[float] | torch.Tensor | None = None, ignore_index: int = -100,
+               reduction: str = "mean") -> torch.Tensor:
+    """The function form of :class:`FocalLoss` (same arguments, same checks)."""
+    return FocalLoss(gamma, alpha, ignore_index, reduction)(logits, target)

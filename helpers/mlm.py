@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from bert_workbook import env
 from bert_workbook.masking import IGNORE_INDEX, MASK_STATUSES, corruption_status, mask_tokens
 
 
@@ -32,6 +33,28 @@ def token_windows(tokenizer, texts: Sequence[str], length: int) -> torch.Tensor:
     cls = torch.full((n, 1), tokenizer.cls_token_id)
     sep = torch.full((n, 1), tokenizer.sep_token_id)
     return torch.cat([cls, chunks, sep], dim=1)
+
+
+def token_counts(tokenizer, texts: Sequence[str]) -> torch.Tensor:
+    """How often each vocabulary id occurs in ``texts`` (no special tokens added): a
+    ``(vocab_size,)`` tensor of counts."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not one string")
+    counts = torch.zeros(tokenizer.vocab_size, dtype=torch.long)
+    for start in range(0, len(texts), 1000):
+        for row in tokenizer(list(texts[start:start + 1000]), add_special_tokens=False,
+                             verbose=False)["input_ids"]:
+            counts += torch.bincount(torch.tensor(row, dtype=torch.long), minlength=len(counts))
+    return counts
+
+
+def most_frequent_ids(counts: torch.Tensor, k: int, exclude: Sequence[int] = ()) -> torch.Tensor:
+    """The ``k`` ids with the highest ``counts``, most frequent first, skipping ``exclude``."""
+    if not isinstance(k, int) or not 1 <= k <= len(counts):
+        raise ValueError(f"k must be an int in [1, {len(counts)}], got {k!r}")
+    counts = counts.clone().double()
+    counts[list(exclude)] = -1
+    return torch.topk(counts, k).indices
 
 
 def special_tokens_mask(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
@@ -121,6 +144,7 @@ def train_masked_lm(model, windows: torch.Tensor, tokenizer, steps: int, batch_s
 
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
+    steps = env.training_steps(steps)
     if windows.dim() != 2 or len(windows) < batch_size:
         raise ValueError(f"windows must be a 2-d tensor with at least batch_size={batch_size} rows")
     generator = generator or torch.Generator().manual_seed(0)

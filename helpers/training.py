@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bert_workbook import env
+
 
 class ClsClassifier(nn.Module):
     """BERT's sentence classifier, spelled out: encoder -> hidden state of [CLS] -> pooler
@@ -154,7 +156,7 @@ def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: 
         sampler = length_grouped_sampler(train_dataset, batch_size, generator)
     loader = batches(train_dataset, tokenizer, batch_size, shuffle=sampler is None,
                      generator=generator, sampler=sampler)
-    total = max(1, math.ceil(epochs * len(loader)))
+    total = env.training_steps(max(1, math.ceil(epochs * len(loader))))
     eval_every = eval_every or len(loader)
     decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n)]
@@ -208,6 +210,31 @@ def train_and_evaluate(model, train_dataset, eval_dataset, tokenizer, *, steps: 
     logits = predict_logits(model, eval_dataset, tokenizer)
     metrics = classification_metrics(eval_dataset["label"], logits.argmax(1).tolist(), logits.shape[1])
     return {"step_loss": history["step_loss"], "logits": logits, "metrics": metrics}
+
+
+def fine_tune_fresh(train_dataset, eval_dataset, tokenizer, *, num_labels: int, steps: int,
+                    seed: int = 0, device: str = "cpu", prepare=None, batch_size: int = 16,
+                    group_by_length: bool = True, model_name: str | None = None,
+                    **train_options) -> dict:
+    """One seeded experiment: the pretrained encoder with a new ``ClsClassifier`` head (seeded
+    by ``seed``), fine-tuned for ``steps`` and scored on ``eval_dataset`` (what
+    ``train_and_evaluate`` returns). ``prepare(model)``, if given, runs before training (to add a
+    noise hook, say). The model is let go afterwards: Binder has 2 GB and a model is ~90 MB.
+    Batches are grouped by length unless a ``sampler`` is passed."""
+    from bert_workbook.assets import load_encoder
+
+    torch.manual_seed(seed)
+    model = ClsClassifier(load_encoder(model_name), num_labels).to(device)
+    if prepare is not None:
+        prepare(model)
+    try:
+        return train_and_evaluate(model, train_dataset, eval_dataset, tokenizer, steps=steps,
+                                  batch_size=batch_size, seed=seed, progress=False,
+                                  group_by_length=group_by_length and train_options.get("sampler") is None,
+                                  **train_options)
+    finally:
+        del model
+        env.release_memory()
 
 
 def _no_decay(name: str) -> bool:

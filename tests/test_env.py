@@ -68,3 +68,17 @@ def test_release_memory_runs_anywhere():
     from bert_workbook import env
 
     assert env.release_memory() is None  # gc + malloc_trim where glibc exists; never raises
+
+
+def test_training_steps_are_cut_only_in_a_smoke_test(monkeypatch):
+    monkeypatch.delenv(env.SMOKE_ENV_VAR, raising=False)
+    assert not env.smoke_test() and env.training_steps(150) == 150
+    monkeypatch.setenv(env.SMOKE_ENV_VAR, "1")
+    monkeypatch.setattr(env, "_smoke_warned", False)
+    assert env.smoke_test()
+    with pytest.warns(UserWarning, match="mean nothing"):
+        assert env.training_steps(150) == env.SMOKE_STEPS
+    assert env.training_steps(1) == 1
+    assert env.training_steps(150) == env.SMOKE_STEPS  # warned once is enough
+    monkeypatch.setenv(env.SMOKE_ENV_VAR, "0")
+    assert env.training_steps(150) == 150

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bert_workbook import checks
 from bert_workbook.losses import FocalLoss
 from bert_workbook.noise import add_frequent_token_noise, add_neftune_noise
 
@@ -125,3 +126,54 @@ def test_noise_hooks_reject_bad_arguments():
         add_frequent_token_noise(embedding, [], std=0.1)
     with pytest.raises(ValueError, match=r"\[0, 50\)"):
         add_frequent_token_noise(embedding, [50], std=0.1)
+
+
+# --- the focal-loss exercise check -----------------------------------------------------------
+
+def reference_focal(logits, target, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
+    return FocalLoss(gamma, alpha, ignore_index, reduction)(logits, target)
+
+
+def unweighted_mean(logits, target, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
+    """alpha applied, but the mean taken over the number of targets (not their summed alpha)."""
+    loss = FocalLoss(gamma, alpha, ignore_index, reduction="none")(logits, target)
+    return loss.sum() if reduction == "sum" else loss.sum() / (target != ignore_index).sum()
+
+
+def counts_ignored(logits, target, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
+    return FocalLoss(gamma, alpha, ignore_index=-1, reduction=reduction)(logits, target.clamp_min(0))
+
+
+def no_gamma(logits, target, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
+    return FocalLoss(0.0, alpha, ignore_index, reduction)(logits, target)
+
+
+def detached(logits, target, **kwargs):
+    return reference_focal(logits.detach(), target, **kwargs)
+
+
+def only_2d(logits, target, **kwargs):
+    if logits.ndim != 2:
+        raise IndexError("too many indices for tensor")
+    return reference_focal(logits, target, **kwargs)
+
+
+def test_focal_check_passes_on_the_reference():
+    result = checks.check_focal_loss(reference_focal)
+    assert result.passed, result
+    assert "gamma 0, 1, 2" in result.message
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (lambda *a, **k: (_ for _ in ()).throw(NotImplementedError), "not implemented"),
+    (unweighted_mean, "summed alpha"),
+    (counts_ignored, "-100 were counted"),
+    (no_gamma, "gamma = 2"),
+    (detached, "no gradient"),
+    (only_2d, "IndexError"),
+    (lambda logits, target, **k: float(reference_focal(logits, target, **k)), "not a scalar tensor"),
+])
+def test_focal_check_names_the_mistake(wrong, says):
+    result = checks.check_focal_loss(wrong)
+    assert not result.passed
+    assert says in str(result), str(result)

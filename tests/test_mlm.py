@@ -163,3 +163,16 @@ def test_missing_masked_lm_weights_say_how_to_get_them(monkeypatch, tmp_path):
     monkeypatch.setattr(assets, "MASKED_LM_WEIGHTS", tmp_path / "masked_lm.safetensors")
     with pytest.raises(assets.AssetUnavailableError, match="tools/train_mlm.py"):
         assets.load_masked_lm("embedded")
+
+
+def test_token_counts_and_most_frequent_ids(tokenizer):
+    counts = mlm.token_counts(tokenizer, ["the cat and the dog", "the end"])
+    the = tokenizer.convert_tokens_to_ids("the")
+    assert counts[the] == 3 and counts.sum() == 7 and len(counts) == tokenizer.vocab_size
+    top = mlm.most_frequent_ids(counts, 2)
+    assert top[0] == the
+    assert the not in mlm.most_frequent_ids(counts, 2, exclude=[the]).tolist()
+    with pytest.raises(ValueError, match="k must be"):
+        mlm.most_frequent_ids(counts, 0)
+    with pytest.raises(TypeError, match="sequence of strings"):
+        mlm.token_counts(tokenizer, "the cat")

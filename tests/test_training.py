@@ -243,3 +243,22 @@ def test_train_and_evaluate_runs_a_fixed_number_of_steps(tokenizer, tiny_encoder
     assert set(run["metrics"]) == {"accuracy", "macro_f1", "recall"}
     with pytest.raises(ValueError, match="steps"):
         training.train_and_evaluate(model, data, data, tokenizer, steps=0)
+
+
+def test_seed_scores_draws_one_column_per_group_and_rejects_unknown_names():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from bert_workbook.plots import seed_scores
+
+    table = pd.DataFrame({"fix": ["a", "a", "b", "b"], "f1": [0.1, 0.3, 0.5, 0.7]})
+    fig, ax = plt.subplots()
+    seed_scores(ax, table, group="fix", value="f1", lines={"chance": 1 / 3})
+    means = [c.get_offsets()[0][1] for c in ax.collections[1::2]]
+    assert means == pytest.approx([0.2, 0.6])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    with pytest.raises(ValueError, match="no rows"):
+        seed_scores(ax, table, group="fix", value="f1", order=["a", "c"])
+    plt.close(fig)
