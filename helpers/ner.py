@@ -1,0 +1,135 @@
+"""Named-entity recognition on WordPiece tokens: word labels aligned to tokens (-100 where no
+label belongs), token predictions turned back into word tags, BIO tags into entity spans."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+IGNORE_INDEX = -100
+WORD_STRATEGIES = ("first", "average", "max")
+
+
+def b_to_i_ids(label_names: Sequence[str]) -> dict[int, int]:
+    """``{id of B-X: id of I-X}`` for every entity type X in a BIO label list."""
+    index = {name: i for i, name in enumerate(label_names)}
+    pairs = {}
+    for name, i in index.items():
+        if name.startswith("B-"):
+            inside = "I-" + name[2:]
+            if inside not in index:
+                raise ValueError(f"label list has {name!r} but no {inside!r}")
+            pairs[i] = index[inside]
+    return pairs
+
+
+def sequence_word_ids(encoding, sequence: int = 0) -> list[int | None]:
+    """``encoding.word_ids()`` with ``None`` on every token outside ``sequence`` (0: the first
+    text, 1: the second of a pair): in a pair both texts number their words from 0, so the
+    other text's tokens must not pick up this text's labels."""
+    if sequence not in (0, 1):
+        raise ValueError(f"sequence must be 0 or 1, got {sequence!r}")
+    return [w if s == sequence else None for w, s in zip(encoding.word_ids(), encoding.sequence_ids())]
+
+
+def align_labels_to_tokens(word_labels: Sequence[int], word_ids: Sequence[int | None], *,
+                           label_all_subwords: bool = False,
+                           b_to_i: Mapping[int, int] | None = None) -> list[int]:
+    """One label per token: ``-100`` on special tokens (word id ``None``); the word's label on
+    its first subword; on the word's other subwords ``-100``, or with ``label_all_subwords``
+    the word's label again, a B- label turned into its I- label (``b_to_i``), since only the
+    first piece begins the entity. Word ids may stop early (truncation), never run past the labels."""
+    if label_all_subwords and b_to_i is None:
+        raise ValueError("label_all_subwords=True needs b_to_i, the {B-X id: I-X id} map (see b_to_i_ids)")
+    used = [w for w in word_ids if w is not None]
+    if used and (min(used) < 0 or max(used) >= len(word_labels)):
+        raise ValueError(f"word_ids refer to word {max(used)} but there are {len(word_labels)} word labels: "
+                         "the labels do not belong to these words (or to this text of a pair)")
+    aligned, previous = [], None
+    for word in word_ids:
+        if word is None:
+            aligned.append(IGNORE_INDEX)
+        elif word != previous:
+            aligned.append(int(word_labels[word]))
+        elif label_all_subwords:
+            label = int(word_labels[word])
+            aligned.append(b_to_i.get(label, label))
+        else:
+            aligned.append(IGNORE_INDEX)
+        previous = word
+    return aligned
+
+
+def tokenize_and_align(tokenizer, words: Sequence[str], word_labels: Sequence[int], *,
+                       max_length: int | None = None, label_all_subwords: bool = False,
+                       b_to_i: Mapping[int, int] | None = None) -> dict:
+    """Tokenize one pre-split sentence and add its aligned ``labels``. Words and labels must
+    have the same length; a sentence longer than ``max_length`` tokens is truncated."""
+    if isinstance(words, str):
+        raise TypeError("words must be a list of words (the sentence split already), not one string")
+    if len(words) != len(word_labels):
+        raise ValueError(f"{len(words)} words but {len(word_labels)} labels: every word needs exactly one label")
+    encoding = tokenizer(list(words), is_split_into_words=True, truncation=max_length is not None,
+                         max_length=max_length)
+    labels = align_labels_to_tokens(word_labels, encoding.word_ids(), label_all_subwords=label_all_subwords,
+                                    b_to_i=b_to_i)
+    return {**encoding, "labels": labels}
+
+
+def word_predictions(token_logits: torch.Tensor, word_ids: Sequence[int | None], num_words: int,
+                     strategy: str = "first") -> list[int]:
+    """Word-level label ids from token-level logits ``(tokens, labels)``: from each word's first
+    subword (``"first"``), from its subwords' mean logits (``"average"``), or from the single
+    most confident subword (``"max"``). Words cut off by truncation get the label id 0 ("O")."""
+    if strategy not in WORD_STRATEGIES:
+        raise ValueError(f"strategy must be one of {WORD_STRATEGIES}, got {strategy!r}")
+    if token_logits.ndim != 2 or len(token_logits) != len(word_ids):
+        raise ValueError(f"expected logits (tokens, labels) for {len(word_ids)} tokens, "
+                         f"got {tuple(token_logits.shape)}")
+    pieces: dict[int, list[int]] = {}
+    for position, word in enumerate(word_ids):
+        if word is not None:
+            pieces.setdefault(word, []).append(position)
+    if pieces and max(pieces) >= num_words:
+        raise ValueError(f"word_ids refer to word {max(pieces)} but num_words is {num_words}")
+    predicted = [0] * num_words
+    for word, positions in pieces.items():
+        rows = token_logits[positions].float()
+        if strategy == "first":
+            predicted[word] = int(rows[0].argmax())
+        elif strategy == "average":
+            predicted[word] = int(rows.mean(0).argmax())
+        else:
+            confidence, labels = rows.softmax(-1).max(-1)
+            predicted[word] = int(labels[confidence.argmax()])
+    return predicted
+
+
+def entity_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """``(type, first word, last word + 1)`` for every entity in a BIO tag sequence. An I-X that
+    does not continue an X entity starts a new one (as seqeval reads IOB2 by default)."""
+    spans: list[tuple[str, int, int]] = []
+    kind, start = None, 0
+    for i, tag in enumerate(list(tags) + ["O"]):
+        if tag != "O" and tag[:2] not in ("B-", "I-"):
+            raise ValueError(f"tag {i} is {tag!r}: expected 'O', 'B-<type>' or 'I-<type>'")
+        continues = tag.startswith("I-") and kind == tag[2:]
+        if kind is not None and not continues:
+            spans.append((kind, start, i))
+            kind = None
+        if tag != "O" and not continues:
+            kind, start = tag[2:], i
+    return spans
+
+
+def character_spans(words: Sequence[str], spans: Sequence[tuple[str, int, int]],
+                    separator: str = " ") -> tuple[str, list[tuple[str, int, int]]]:
+    """The text of ``words`` joined by ``separator``, and each word span as a character span
+    ``(type, start, end)`` into that text."""
+    starts, position = [], 0
+    for word in words:
+        starts.append(position)
+        position += len(word) + len(separator)
+    text = separator.join(words)
+    return text, [(kind, starts[first], starts[last - 1] + len(words[last - 1])) for kind, first, last in spans]

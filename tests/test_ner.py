@@ -1,0 +1,165 @@
+"""Label alignment, word-level decoding and BIO spans (notebook 07)."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bert_workbook import assets, checks, ner
+from bert_workbook.data import CONLL_TAGS
+
+TAG = {name: i for i, name in enumerate(CONLL_TAGS)}
+B_TO_I = ner.b_to_i_ids(CONLL_TAGS)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return assets.load_tokenizer("embedded")
+
+
+def test_b_to_i_ids_on_conll_tags():
+    assert B_TO_I == {TAG["B-PER"]: TAG["I-PER"], TAG["B-ORG"]: TAG["I-ORG"],
+                      TAG["B-LOC"]: TAG["I-LOC"], TAG["B-MISC"]: TAG["I-MISC"]}
+    with pytest.raises(ValueError, match="no 'I-X'"):
+        ner.b_to_i_ids(["O", "B-X"])
+
+
+def test_alignment_of_the_lecture_example(tokenizer):
+    words = ["Mt.", "Sanitas", "is", "in", "Sunshine", "Canyon"]
+    tags = ["B-LOC", "I-LOC", "O", "O", "B-LOC", "I-LOC"]
+    encoding = tokenizer(words, is_split_into_words=True)
+    tokens = encoding.tokens()
+    first = ner.align_labels_to_tokens([TAG[t] for t in tags], encoding.word_ids())
+    every = ner.align_labels_to_tokens([TAG[t] for t in tags], encoding.word_ids(),
+                                       label_all_subwords=True, b_to_i=B_TO_I)
+    assert tokens[0] == "[CLS]" and first[0] == every[0] == -100 and first[-1] == every[-1] == -100
+    assert [t for t, label in zip(tokens, first) if label != -100][:2] == ["mt", "san"]
+    # "Mt." is "mt" + ".": the "." is a continuation, so B-LOC becomes I-LOC when every piece is labelled
+    assert tokens[1:3] == ["mt", "."]
+    assert first[1:3] == [TAG["B-LOC"], -100] and every[1:3] == [TAG["B-LOC"], TAG["I-LOC"]]
+    assert sum(label != -100 for label in first) == len(words)
+
+
+def test_repeated_words_and_truncation(tokenizer):
+    words = ["Paris", "Hilton", "visited", "Paris", "and", "Paris", "again", "yesterday"]
+    tags = ["B-PER", "I-PER", "O", "B-LOC", "O", "B-LOC", "O", "O"]
+    row = ner.tokenize_and_align(tokenizer, words, [TAG[t] for t in tags], max_length=6)
+    assert len(row["labels"]) == len(row["input_ids"]) == 6
+    kept = [label for label in row["labels"] if label != -100]
+    assert kept == [TAG[t] for t in tags][:len(kept)]
+
+
+def test_pairs_label_only_their_own_text(tokenizer):
+    encoding = tokenizer("where is it ?", "Sunshine Canyon")
+    word_ids = ner.sequence_word_ids(encoding, sequence=1)
+    labels = ner.align_labels_to_tokens([TAG["B-LOC"], TAG["I-LOC"]], word_ids)
+    for label, sequence in zip(labels, encoding.sequence_ids()):
+        if sequence != 1:
+            assert label == -100
+    assert [label for label in labels if label != -100] == [TAG["B-LOC"], TAG["I-LOC"]]
+
+
+def test_bad_inputs_raise_clear_errors(tokenizer):
+    with pytest.raises(ValueError, match="2 words but 3 labels"):
+        ner.tokenize_and_align(tokenizer, ["a", "b"], [0, 0, 0])
+    with pytest.raises(TypeError, match="list of words"):
+        ner.tokenize_and_align(tokenizer, "a b", [0, 0])
+    with pytest.raises(ValueError, match="refer to word 2"):
+        ner.align_labels_to_tokens([0, 0], [None, 0, 1, 2, None])
+    with pytest.raises(ValueError, match="needs b_to_i"):
+        ner.align_labels_to_tokens([0], [None, 0, None], label_all_subwords=True)
+    with pytest.raises(ValueError, match="strategy"):
+        ner.word_predictions(torch.zeros(3, 2), [None, 0, None], 1, strategy="last")
+    with pytest.raises(ValueError, match="for 2 tokens"):
+        ner.word_predictions(torch.zeros(3, 2), [None, 0], 1)
+    with pytest.raises(ValueError, match="expected 'O'"):
+        ner.entity_spans(["O", "PER"])
+
+
+word_lists = st.lists(st.sampled_from(["the", "Sanitas", "unbelievably", "Mt.", "U.S.", "x", "!", "naïve",
+                                        "Zürich", "2024-11-23", "co-operate"]), min_size=1, max_size=12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(words=word_lists, data=st.data())
+def test_first_subword_mode_labels_every_word_exactly_once(tokenizer, words, data):
+    tags = data.draw(st.lists(st.sampled_from(range(len(CONLL_TAGS))), min_size=len(words), max_size=len(words)))
+    encoding = tokenizer(words, is_split_into_words=True)
+    labels = ner.align_labels_to_tokens(tags, encoding.word_ids())
+    labelled_words = [w for w, label in zip(encoding.word_ids(), labels) if label != -100]
+    assert labelled_words == list(range(len(words)))
+    assert [label for label in labels if label != -100] == tags
+    every = ner.align_labels_to_tokens(tags, encoding.word_ids(), label_all_subwords=True, b_to_i=B_TO_I)
+    assert all((label == -100) == (w is None) for w, label in zip(encoding.word_ids(), every))
+    for w, label in zip(encoding.word_ids(), every):
+        if w is not None:
+            assert label in (tags[w], B_TO_I.get(tags[w]))
+
+
+def test_word_predictions_strategies():
+    # word 0: one piece; word 1: three pieces that disagree
+    logits = torch.tensor([[0.0, 0, 0], [5, 0, 0], [0, 3, 0], [0, 0, 1.0], [0, 0, 2.5], [0, 0, 0]])
+    word_ids = [None, 0, 1, 1, 1, None]
+    assert ner.word_predictions(logits, word_ids, 2, "first") == [0, 1]
+    assert ner.word_predictions(logits, word_ids, 2, "average") == [0, 2]
+    assert ner.word_predictions(logits, word_ids, 2, "max") == [0, 1]
+    assert ner.word_predictions(logits, word_ids, 3, "first") == [0, 1, 0]  # a truncated word: "O"
+
+
+def test_entity_spans_and_character_spans():
+    tags = ["B-LOC", "I-LOC", "O", "O", "B-LOC", "I-LOC", "I-PER", "B-PER", "B-PER"]
+    spans = ner.entity_spans(tags)
+    assert spans == [("LOC", 0, 2), ("LOC", 4, 6), ("PER", 6, 7), ("PER", 7, 8), ("PER", 8, 9)]
+    words = ["Mt.", "Sanitas", "is", "in", "Sunshine", "Canyon"]
+    text, chars = ner.character_spans(words, ner.entity_spans(tags[:6]))
+    assert [text[start:end] for _, start, end in chars] == ["Mt. Sanitas", "Sunshine Canyon"]
+    assert ner.entity_spans([]) == [] and ner.entity_spans(["O", "O"]) == []
+
+
+# --- the alignment exercise check ------------------------------------------------------------
+
+def by_position(word_labels, word_ids, label_all_subwords=False, b_to_i=None):
+    return [word_labels[i] if i < len(word_labels) else -100 for i in range(len(word_ids))]
+
+
+def no_b_to_i(word_labels, word_ids, label_all_subwords=False, b_to_i=None):
+    return ner.align_labels_to_tokens(word_labels, word_ids, label_all_subwords=label_all_subwords, b_to_i={})
+
+
+def specials_as_o(word_labels, word_ids, label_all_subwords=False, b_to_i=None):
+    aligned = ner.align_labels_to_tokens(word_labels, word_ids, label_all_subwords=label_all_subwords, b_to_i=b_to_i)
+    return [0 if w is None else label for w, label in zip(word_ids, aligned)]
+
+
+def always_every(word_labels, word_ids, label_all_subwords=False, b_to_i=None):
+    return ner.align_labels_to_tokens(word_labels, word_ids, label_all_subwords=True, b_to_i=b_to_i)
+
+
+def first_seen(word_labels, word_ids, label_all_subwords=False, b_to_i=None):
+    """Labels a word the first time its id appears anywhere: breaks on the second text of a pair."""
+    seen, out = set(), []
+    for w in word_ids:
+        out.append(-100 if w is None or w in seen else word_labels[w])
+        if w is not None:
+            seen.add(w)
+    return out if not label_all_subwords else ner.align_labels_to_tokens(
+        word_labels, word_ids, label_all_subwords=True, b_to_i=b_to_i)
+
+
+def test_alignment_check_passes_on_the_reference():
+    result = checks.check_align_labels(ner.align_labels_to_tokens)
+    assert result.passed, result
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (lambda *a, **k: (_ for _ in ()).throw(NotImplementedError), "not implemented"),
+    (by_position, "by position"),
+    (no_b_to_i, "B- to I- rule"),
+    (specials_as_o, "special tokens"),
+    (always_every, "continuation pieces"),
+    (lambda labels, word_ids, **k: "B-LOC", "list of ints"),
+])
+def test_alignment_check_names_the_mistake(wrong, says):
+    result = checks.check_align_labels(wrong)
+    assert not result.passed
+    assert says in str(result), str(result)
