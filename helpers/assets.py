@@ -180,6 +180,19 @@ def load_classifier(label_names: list[str], name: str | None = None):
     reproducible head. transformers' load report, which lists the new classifier weights as
     missing, is silenced: that they are new is the point."""
     from transformers import AutoModelForSequenceClassification
+
+    return _load_with_new_head(AutoModelForSequenceClassification, label_names, name)
+
+
+def load_token_classifier(label_names: list[str], name: str | None = None):
+    """``AutoModelForTokenClassification`` (one label per token, for NER) with a new, randomly
+    initialised classifier for ``label_names``, as ``load_classifier`` does for sentences."""
+    from transformers import AutoModelForTokenClassification
+
+    return _load_with_new_head(AutoModelForTokenClassification, label_names, name)
+
+
+def _load_with_new_head(auto_class, label_names: list[str], name: str | None):
     from transformers.utils import logging as hf_logging
 
     if len(label_names) < 2 or len(set(label_names)) != len(label_names):
@@ -188,7 +201,7 @@ def load_classifier(label_names: list[str], name: str | None = None):
     hf_logging.set_verbosity_error()
     try:
         return load_pretrained(
-            AutoModelForSequenceClassification, name, num_labels=len(label_names),
+            auto_class, name, num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={label: i for i, label in enumerate(label_names)},
         )

@@ -133,3 +133,38 @@ def character_spans(words: Sequence[str], spans: Sequence[tuple[str, int, int]],
         position += len(word) + len(separator)
     text = separator.join(words)
     return text, [(kind, starts[first], starts[last - 1] + len(words[last - 1])) for kind, first, last in spans]
+
+
+@torch.no_grad()
+def predict_word_tags(model, tokenizer, sentences: Sequence[Sequence[str]], strategy: str = "first",
+                      batch_size: int = 64, max_length: int = 128) -> list[list[str]]:
+    """Word-level BIO tags for pre-split ``sentences`` from a token classifier: tokens per
+    ``word_predictions(strategy)``, names from ``model.config.id2label``."""
+    id2label = model.config.id2label
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    tags = []
+    for start in range(0, len(sentences), batch_size):
+        chunk = [list(words) for words in sentences[start:start + batch_size]]
+        batch = tokenizer(chunk, is_split_into_words=True, truncation=True, max_length=max_length,
+                          padding=True, return_tensors="pt")
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+        for row, words in enumerate(chunk):
+            predicted = word_predictions(logits[row], batch.word_ids(row), len(words), strategy)
+            tags.append([id2label[i] for i in predicted])
+    model.train(was_training)
+    return tags
+
+
+def span_scores(gold: Sequence[Sequence[tuple]], predicted: Sequence[Sequence[tuple]]) -> dict:
+    """Exact-match precision, recall and F1 over entity spans (``(type, start, end)`` tuples,
+    one list per sentence): a predicted entity counts only if type and both ends are right."""
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
+    true_positives = sum(len(set(g) & set(p)) for g, p in zip(gold, predicted))
+    n_gold, n_predicted = sum(len(set(g)) for g in gold), sum(len(set(p)) for p in predicted)
+    precision = true_positives / n_predicted if n_predicted else 0.0
+    recall = true_positives / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "gold": n_gold, "predicted": n_predicted}

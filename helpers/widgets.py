@@ -110,3 +110,21 @@ def mask_explorer(tokenizer, text: str, mlm_probability: float = 0.15, seed: int
         control.observe(update, names="value")
     update()
     return Explorer([sentence, widgets.HBox([probability, seed_box]), view])
+
+
+ENTITY_COLORS = {"PER": "#fbd3d3", "ORG": "#d3e4fb", "LOC": "#d5f2d5", "MISC": "#f3e3c3"}
+
+
+def entities_html(text: str, spans) -> str:
+    """``text`` with each ``(type, start, end)`` character span highlighted and labelled."""
+    parts, position = [], 0
+    for kind, start, end in sorted(spans, key=lambda span: span[1]):
+        if start < position or end > len(text) or start >= end:
+            raise ValueError(f"span {(kind, start, end)} overlaps another or lies outside the text")
+        parts.append(html.escape(text[position:start]))
+        color = ENTITY_COLORS.get(kind, "#e0e0e0")
+        parts.append(f'<mark style="background:{color};padding:1px 4px;border-radius:4px">'
+                     f'{html.escape(text[start:end])} <b style="font-size:70%">{html.escape(kind)}</b></mark>')
+        position = end
+    parts.append(html.escape(text[position:]))
+    return '<div style="line-height:2">' + "".join(parts) + "</div>"

@@ -163,3 +163,33 @@ def test_alignment_check_names_the_mistake(wrong, says):
     result = checks.check_align_labels(wrong)
     assert not result.passed
     assert says in str(result), str(result)
+
+
+def test_span_scores_exact_match():
+    gold = [[("LOC", 0, 2), ("LOC", 4, 6)], [("PER", 0, 1)]]
+    predicted = [[("LOC", 0, 2), ("LOC", 4, 5)], [("PER", 0, 1), ("ORG", 2, 3)]]
+    scores = ner.span_scores(gold, predicted)
+    assert (scores["gold"], scores["predicted"]) == (3, 4)
+    assert scores["precision"] == pytest.approx(0.5) and scores["recall"] == pytest.approx(2 / 3)
+    assert scores["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert ner.span_scores([[]], [[]])["f1"] == 0.0
+    with pytest.raises(ValueError, match="1 gold sentences but 2"):
+        ner.span_scores([[]], [[], []])
+
+
+def test_predict_word_tags_gives_one_tag_per_word(tokenizer):
+    torch.manual_seed(0)
+    model = assets.load_token_classifier(CONLL_TAGS)
+    sentences = [["Mt.", "Sanitas", "is", "in", "Sunshine", "Canyon"], ["Hi"]]
+    tags = ner.predict_word_tags(model, tokenizer, sentences, strategy="average")
+    assert [len(t) for t in tags] == [6, 1] and all(t in CONLL_TAGS for row in tags for t in row)
+    assert not model.training
+
+
+def test_entities_html_marks_the_spans():
+    from bert_workbook.widgets import entities_html
+
+    out = entities_html("Mt. Sanitas is in <Sunshine> Canyon", [("LOC", 18, 35), ("LOC", 0, 11)])
+    assert out.index("Mt. Sanitas") < out.index("&lt;Sunshine&gt; Canyon") and out.count("<mark") == 2
+    with pytest.raises(ValueError, match="overlaps"):
+        entities_html("abc", [("LOC", 0, 2), ("PER", 1, 3)])
