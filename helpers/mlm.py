@@ -42,9 +42,9 @@ def token_counts(tokenizer, texts: Sequence[str]) -> torch.Tensor:
         raise TypeError("texts must be a sequence of strings, not one string")
     counts = torch.zeros(tokenizer.vocab_size, dtype=torch.long)
     for start in range(0, len(texts), 1000):
-        for row in tokenizer(list(texts[start:start + 1000]), add_special_tokens=False,
-                             verbose=False)["input_ids"]:
-            counts += torch.bincount(torch.tensor(row, dtype=torch.long), minlength=len(counts))
+        rows = tokenizer(list(texts[start:start + 1000]), add_special_tokens=False, verbose=False)["input_ids"]
+        ids = torch.tensor([i for row in rows for i in row], dtype=torch.long)
+        counts += torch.bincount(ids, minlength=len(counts))  # one count per chunk, not per text
     return counts
 
 
