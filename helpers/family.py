@@ -1,0 +1,200 @@
+"""The encoder family on one bench: configurations, exact parameter counts and forward speed.
+
+Every model here is built from its configuration alone, so nothing is downloaded: on PyTorch's
+``meta`` device for counting (no memory at all) or with random weights for timing. Random weights
+compute exactly as fast as trained ones, so the speed figures hold for the real models; their
+*outputs* mean nothing, and no accuracy is measured with them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+# The configurations of the published base checkpoints (their config.json files on the Hugging
+# Face Hub), written out so that they build offline. Each entry: (config class, arguments).
+_CONFIGS: dict[str, tuple[str, dict]] = {
+    "BERT-base": ("BertConfig", {}),
+    "RoBERTa-base": ("RobertaConfig", dict(vocab_size=50265, max_position_embeddings=514,
+                                           type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+                                           eos_token_id=2, layer_norm_eps=1e-5)),
+    "DistilBERT": ("DistilBertConfig", {}),
+    "ALBERT-base-v2": ("AlbertConfig", dict(vocab_size=30000, embedding_size=128, hidden_size=768,
+                                            num_hidden_layers=12, num_attention_heads=12,
+                                            intermediate_size=3072, hidden_act="gelu_new")),
+    "DeBERTa-base": ("DebertaConfig", dict(vocab_size=50265, relative_attention=True,
+                                           max_relative_positions=-1, pos_att_type=["c2p", "p2c"],
+                                           position_biased_input=False, type_vocab_size=0,
+                                           layer_norm_eps=1e-7)),
+    "DeBERTa-v3-base": ("DebertaV2Config", dict(vocab_size=128100, hidden_size=768,
+                                                num_hidden_layers=12, num_attention_heads=12,
+                                                intermediate_size=3072, relative_attention=True,
+                                                position_buckets=256, norm_rel_ebd="layer_norm",
+                                                share_att_key=True, pos_att_type=["p2c", "c2p"],
+                                                max_relative_positions=-1, type_vocab_size=0,
+                                                position_biased_input=False, layer_norm_eps=1e-7)),
+    "ELECTRA-small": ("ElectraConfig", {}),  # the discriminator; the library default is "small"
+    "ELECTRA-base": ("ElectraConfig", dict(embedding_size=768, hidden_size=768,
+                                           num_attention_heads=12, intermediate_size=3072)),
+    "ModernBERT-base": ("ModernBertConfig", {}),  # the library default is the base model
+}
+
+FAMILY = tuple(_CONFIGS)
+"""The models this module knows, in the order of the course's tables."""
+
+PUBLISHED_PARAMETERS: dict[str, tuple[float, str]] = {
+    "BERT-base": (110, "Devlin et al. 2019, BERT"),
+    "RoBERTa-base": (125, "Liu et al. 2019, RoBERTa"),
+    "DistilBERT": (66, "Sanh et al. 2019, DistilBERT"),
+    "ALBERT-base-v2": (12, "Lan et al. 2020, ALBERT"),
+    "DeBERTa-base": (140, "He et al. 2021, DeBERTa (the lecture notes' figure)"),
+    "DeBERTa-v3-base": (184, "DeBERTa-v3-base model card: 86M backbone + 98M embeddings"),
+    "ELECTRA-small": (14, "Clark et al. 2020, ELECTRA"),
+    "ELECTRA-base": (110, "Clark et al. 2020, ELECTRA"),
+    "ModernBERT-base": (149, "Warner et al. 2024, ModernBERT"),
+}
+"""Parameter counts as their authors published them, in millions, with where they come from."""
+
+
+def family_config(name: str):
+    """The configuration of one family member (see ``FAMILY``), built offline."""
+    import transformers
+
+    if name not in _CONFIGS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(FAMILY)}")
+    class_name, arguments = _CONFIGS[name]
+    return getattr(transformers, class_name)(**arguments)
+
+
+def build_model(config, device: str | torch.device = "meta"):
+    """The bare encoder (``AutoModel``) for ``config``: on the ``meta`` device by default, where
+    parameters have shapes but no storage (for counting), or with random weights on a real device
+    (for timing), in eval mode."""
+    from transformers import AutoModel
+
+    with torch.device(device):
+        model = AutoModel.from_config(config)
+    return model.eval()
+
+
+def count_parameters(model) -> int:
+    """The number of distinct parameters: a tensor shared by several layers counts once."""
+    return sum(p.numel() for p in model.parameters())  # parameters() yields a shared one once
+
+
+_TOKEN_EMBEDDINGS = re.compile(r"(^|\.)(word|tok)_embeddings\.")
+_LAYERS = re.compile(r"(^|\.)(layer|layers|albert_layer_groups)\.\d")
+
+
+def parameter_group(name: str) -> str:
+    """Which part of an encoder the parameter ``name`` belongs to: ``"token embeddings"``,
+    ``"transformer layers"``, ``"other embeddings"`` (positions, segments, their LayerNorm,
+    ALBERT's projection, DeBERTa's relative positions) or ``"other"`` (pooler, final norm)."""
+    if _TOKEN_EMBEDDINGS.search(name):
+        return "token embeddings"
+    if _LAYERS.search(name):
+        return "transformer layers"
+    if "embedding" in name:
+        return "other embeddings"
+    return "other"
+
+
+PARAMETER_GROUPS = ("token embeddings", "other embeddings", "transformer layers", "other")
+
+
+def parameter_breakdown(model) -> dict[str, int]:
+    """Distinct parameters per group of :func:`parameter_group`; the values sum to
+    :func:`count_parameters`."""
+    groups = dict.fromkeys(PARAMETER_GROUPS, 0)
+    for name, parameter in model.named_parameters():  # shared tensors are listed once
+        groups[parameter_group(name)] += parameter.numel()
+    return groups
+
+
+def embedding_parameters(vocab_size: int, hidden_size: int) -> int:
+    """BERT's token embedding matrix: one ``hidden_size`` vector per vocabulary entry."""
+    _check_sizes(vocab_size=vocab_size, hidden_size=hidden_size)
+    return vocab_size * hidden_size
+
+
+def factorized_embedding_parameters(vocab_size: int, embedding_size: int, hidden_size: int) -> int:
+    """ALBERT's factorized token embeddings: a ``vocab_size x embedding_size`` table, then a
+    linear projection (weights and bias) from ``embedding_size`` up to ``hidden_size``."""
+    _check_sizes(vocab_size=vocab_size, embedding_size=embedding_size, hidden_size=hidden_size)
+    return vocab_size * embedding_size + embedding_size * hidden_size + hidden_size
+
+
+def _check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def forward_seconds(model, batch_size: int, seq_len: int, *, repeats: int = 3, warmup: int = 1,
+                    seed: int = 0) -> float:
+    """Seconds for one forward pass of ``model`` over a ``batch_size x seq_len`` batch of token
+    ids (no padding), the fastest of ``repeats`` timed runs after ``warmup`` untimed ones.
+
+    The ids are drawn from 1,000-1,999, which every vocabulary of the family contains. The
+    fastest run is the least disturbed by other work on the machine.
+    """
+    _check_sizes(batch_size=batch_size, seq_len=seq_len, repeats=repeats)
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and seq_len > limit:
+        raise ValueError(f"seq_len {seq_len} is longer than the model's {limit} positions")
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 2000, (batch_size, seq_len), generator=generator).to(device)
+    mask = torch.ones_like(ids)
+    for _ in range(warmup):
+        model(input_ids=ids, attention_mask=mask)
+    _synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(input_ids=ids, attention_mask=mask)
+        _synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def speed_grid(builders: dict[str, Callable[[], torch.nn.Module]], batch_sizes: Sequence[int],
+               seq_lens: Sequence[int], *, device: str = "cpu", repeats: int = 3,
+               progress: bool = True):
+    """Time every model of ``builders`` (name -> function returning the model) on every batch
+    size and sequence length; one model in memory at a time. Returns a DataFrame with columns
+    model, batch_size, seq_len, ms (latency of one batch), sequences/s and tokens/s."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from bert_workbook.env import release_memory
+
+    if not builders:
+        raise ValueError("builders is empty: nothing to time")
+    if not batch_sizes or not seq_lens:
+        raise ValueError("batch_sizes and seq_lens must each hold at least one size")
+    rows = []
+    for name, build in tqdm(builders.items(), desc="models", disable=not progress):
+        model = build().to(device).eval()
+        for batch_size in batch_sizes:
+            for seq_len in seq_lens:
+                seconds = forward_seconds(model, batch_size, seq_len, repeats=repeats)
+                rows.append({"model": name, "batch_size": batch_size, "seq_len": seq_len,
+                             "ms": 1000 * seconds, "sequences/s": batch_size / seconds,
+                             "tokens/s": batch_size * seq_len / seconds})
+        del model
+        release_memory()
+        if device != "cpu" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return pd.DataFrame(rows)

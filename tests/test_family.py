@@ -1,0 +1,146 @@
+"""The encoder-family bench: exact parameter counts, the breakdown, the ALBERT arithmetic and its
+exercise check, and the speed timer's arguments."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bert_workbook import checks, family
+
+
+@pytest.fixture(scope="module")
+def counted():
+    return {name: family.build_model(family.family_config(name)) for name in family.FAMILY}
+
+
+def test_every_member_builds_offline_and_matches_its_published_size(counted):
+    for name, model in counted.items():
+        published, source = family.PUBLISHED_PARAMETERS[name]
+        assert source
+        millions = family.count_parameters(model) / 1e6
+        assert abs(millions - published) / published < 0.05, (name, millions, published)
+
+
+def test_bert_base_count_is_exact(counted):
+    # 30,522 x 768 tokens + 512 x 768 positions + 2 x 768 segments + LayerNorm, 12 layers of
+    # 7,087,872, and the pooler: the figure transformers' own BertModel has always had.
+    assert family.count_parameters(counted["BERT-base"]) == 109_482_240
+    assert family.count_parameters(counted["ALBERT-base-v2"]) == 11_683_584
+
+
+def test_meta_models_hold_no_memory(counted):
+    assert all(p.device.type == "meta" for p in counted["DeBERTa-v3-base"].parameters())
+
+
+def test_breakdown_sums_to_the_count_and_finds_the_embeddings(counted):
+    for name, model in counted.items():
+        groups = family.parameter_breakdown(model)
+        assert set(groups) == set(family.PARAMETER_GROUPS)
+        assert sum(groups.values()) == family.count_parameters(model), name
+        assert groups["transformer layers"] > 0, name
+    bert = family.parameter_breakdown(counted["BERT-base"])
+    assert bert["token embeddings"] == 30522 * 768
+    assert bert["transformer layers"] == 12 * 7_087_872
+    albert = family.parameter_breakdown(counted["ALBERT-base-v2"])
+    assert albert["transformer layers"] == 7_087_872  # one layer, shared twelve times
+    assert albert["token embeddings"] == 30000 * 128
+
+
+@pytest.mark.parametrize("name, group", [
+    ("embeddings.word_embeddings.weight", "token embeddings"),
+    ("embeddings.tok_embeddings.weight", "token embeddings"),
+    ("embeddings.position_embeddings.weight", "other embeddings"),
+    ("encoder.embedding_hidden_mapping_in.weight", "other embeddings"),
+    ("encoder.rel_embeddings.weight", "other embeddings"),
+    ("encoder.layer.11.output.dense.weight", "transformer layers"),
+    ("transformer.layer.0.attention.q_lin.weight", "transformer layers"),
+    ("layers.21.mlp.Wo.weight", "transformer layers"),
+    ("encoder.albert_layer_groups.0.albert_layers.0.ffn.weight", "transformer layers"),
+    ("pooler.dense.weight", "other"),
+    ("final_norm.weight", "other"),
+])
+def test_parameter_group(name, group):
+    assert family.parameter_group(name) == group
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 60000), st.integers(1, 512), st.integers(1, 2048))
+def test_factorization_saves_exactly_when_the_embedding_is_narrow(v, e, h):
+    full = family.embedding_parameters(v, h)
+    factored = family.factorized_embedding_parameters(v, e, h)
+    assert factored == v * e + e * h + h
+    if e == h:
+        assert factored > full  # factorizing at full width only adds the projection
+
+
+def test_factorized_count_matches_real_albert(counted):
+    model = counted["ALBERT-base-v2"]
+    real = (model.embeddings.word_embeddings.weight.numel()
+            + sum(p.numel() for p in model.encoder.embedding_hidden_mapping_in.parameters()))
+    assert family.factorized_embedding_parameters(30000, 128, 768) == real == 3_939_072
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8"])
+def test_sizes_are_validated(bad):
+    with pytest.raises(ValueError):
+        family.factorized_embedding_parameters(bad, 128, 768)
+    with pytest.raises(ValueError):
+        family.embedding_parameters(30000, bad)
+
+
+def test_unknown_model_is_named():
+    with pytest.raises(ValueError, match="BERT-base"):
+        family.family_config("GPT-5")
+
+
+def tiny_bert():
+    from transformers import BertConfig
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=2100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    return family.build_model(config, "cpu")
+
+
+def test_forward_seconds_times_a_real_forward_pass():
+    model = tiny_bert()
+    seconds = family.forward_seconds(model, 2, 16, repeats=2)
+    assert 0 < seconds < 5
+    with pytest.raises(ValueError, match="positions"):
+        family.forward_seconds(model, 1, 65)
+    for bad in [dict(batch_size=0), dict(repeats=0), dict(warmup=-1)]:
+        arguments = dict(batch_size=1, seq_len=8, repeats=1, warmup=0) | bad
+        with pytest.raises(ValueError):
+            family.forward_seconds(model, **arguments)
+
+
+def test_speed_grid_has_one_row_per_model_and_shape():
+    table = family.speed_grid({"a": tiny_bert, "b": tiny_bert}, [1, 2], [8, 16], repeats=1,
+                              progress=False)
+    assert len(table) == 8
+    assert list(table.columns) == ["model", "batch_size", "seq_len", "ms", "sequences/s", "tokens/s"]
+    row = table.iloc[-1]
+    assert row["tokens/s"] == pytest.approx(row["sequences/s"] * row["seq_len"])
+    assert row["sequences/s"] == pytest.approx(row["batch_size"] / (row["ms"] / 1000))
+    with pytest.raises(ValueError):
+        family.speed_grid({}, [1], [8])
+    with pytest.raises(ValueError):
+        family.speed_grid({"a": tiny_bert}, [], [8])
+
+
+def test_check_factorized_embeddings_passes_the_reference_and_names_mistakes():
+    assert checks.check_factorized_embeddings(family.factorized_embedding_parameters)
+    result = checks.check_factorized_embeddings(lambda v, e, h: (_ for _ in ()).throw(NotImplementedError()))
+    assert not result and "not implemented" in result.message
+    slips = {
+        "unfactorized": lambda v, e, h: v * h,
+        "is missing": lambda v, e, h: v * e,
+        "bias": lambda v, e, h: v * e + e * h,
+        "hidden_size x hidden_size": lambda v, e, h: v * e + h * h + h,
+        "whole number": lambda v, e, h: "many",
+    }
+    for words, slip in slips.items():
+        result = checks.check_factorized_embeddings(slip)
+        assert not result and words in result.message, (words, result)
+    assert not checks.check_factorized_embeddings(lambda v, e, h: v * e + e * h + h + 1)
