@@ -43,5 +43,9 @@ execute: setup
 		--ExecutePreprocessor.timeout=600 solutions/[0-9][0-9]_*.ipynb
 	$(BIN)/python tools/build_notebooks.py
 
+# Speed and memory figures of this machine: writes bench/RESULTS.md (see bench/README.md).
+bench: setup
+	$(TEST_ENV) $(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,7 +3,9 @@ and a discriminator learns, at *every* position, whether the token there is the 
 
 Here the generator is the course's masked LM (``assets.load_masked_lm``), kept frozen, and the
 discriminator is the embedded encoder with a two-label token head. ELECTRA trains both together
-from scratch; this is the same objective at the scale of a notebook.
+from scratch, corrupting each batch as it goes; here a pool of windows is corrupted once before
+training (the generator is frozen, so nothing is lost when each window is seen once), which lets
+the generator leave memory before the discriminator trains.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ def signal_fraction(labels: torch.Tensor, special: torch.Tensor) -> float:
 @torch.no_grad()
 def corrupt_with_generator(generator_model, input_ids: torch.Tensor, tokenizer, *,
                            mask_probability: float = 0.15, rng: torch.Generator | None = None,
-                           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                           temperature: float = 1.0, chunk_size: int = 16
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """ELECTRA's corruption: mask ``mask_probability`` of the non-special positions (all with
     [MASK]), let the generator *sample* a token at each, and put the samples in the original
     text. Returns ``(corrupted, labels)``: labels are 1 where the token differs from the
     original, 0 where it is the original (a sample equal to the original counts as original,
-    as in ELECTRA) and -100 on special tokens."""
+    as in ELECTRA) and -100 on special tokens. The generator runs on ``chunk_size`` rows at a
+    time: its logits take ``30,522 x 4`` bytes per masked position."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")
     rng = rng or torch.Generator().manual_seed(0)
@@ -48,40 +52,51 @@ def corrupt_with_generator(generator_model, input_ids: torch.Tensor, tokenizer, 
                                           random_replace_prob=0.0)
     selected = selected_labels != IGNORE_INDEX
     corrupted = input_ids.clone()
-    if selected.any():
-        device = next(generator_model.parameters()).device
-        logits, _ = logits_at_labels(generator_model, masked.to(device), selected_labels.to(device))
+    device = next(generator_model.parameters()).device
+    for start in range(0, len(input_ids), chunk_size):  # vocabulary-wide logits: keep them small
+        rows = slice(start, start + chunk_size)
+        if not selected[rows].any():
+            continue
+        logits, _ = logits_at_labels(generator_model, masked[rows].to(device),
+                                     selected_labels[rows].to(device))
         probabilities = (logits.float() / temperature).softmax(dim=-1).cpu()
-        corrupted[selected] = torch.multinomial(probabilities, 1, generator=rng).squeeze(1)
+        corrupted[rows][selected[rows]] = torch.multinomial(probabilities, 1, generator=rng).squeeze(1)
     labels = (corrupted != input_ids).long()
     labels[special.bool()] = IGNORE_INDEX
     return corrupted, labels
 
 
-def train_discriminator(discriminator, generator_model, windows: torch.Tensor, tokenizer, *,
+def train_discriminator(discriminator, corrupted: torch.Tensor, labels: torch.Tensor, *,
                         steps: int, batch_size: int = 16, lr: float = 1e-4,
                         rng: torch.Generator | None = None, progress: bool = True) -> list[float]:
-    """Train ``discriminator`` (a two-label token classifier) for ``steps`` steps on random
-    batches of ``windows``, corrupted afresh by the generator at every step; return the training
-    loss of every step (cross-entropy over all non-special positions)."""
+    """Train ``discriminator`` (a two-label token classifier) for ``steps`` steps on batches of
+    corrupted windows and their labels (from :func:`corrupt_with_generator`), taken in a random
+    order without repeats until the pool runs out; return the loss of every step (cross-entropy
+    over all non-special positions)."""
     from tqdm.auto import tqdm
 
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if windows.dim() != 2 or len(windows) < batch_size:
-        raise ValueError(f"windows must be a 2-d tensor with at least batch_size={batch_size} rows")
+    if corrupted.dim() != 2 or corrupted.shape != labels.shape:
+        raise ValueError(f"corrupted {tuple(corrupted.shape)} and labels {tuple(labels.shape)} must be "
+                         "2-d tensors of the same shape")
+    if len(corrupted) < batch_size:
+        raise ValueError(f"the pool holds {len(corrupted)} windows, fewer than batch_size={batch_size}")
     steps = env.training_steps(steps)
     rng = rng or torch.Generator().manual_seed(0)
     device = next(discriminator.parameters()).device
     optimizer = torch.optim.AdamW(discriminator.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    per_pass = len(corrupted) // batch_size
+    order = torch.randperm(len(corrupted), generator=rng)
     losses = []
     discriminator.train()
-    for _ in tqdm(range(steps), desc="discriminator steps", disable=not progress):
-        rows = torch.randint(len(windows), (batch_size,), generator=rng)
-        corrupted, labels = corrupt_with_generator(generator_model, windows[rows], tokenizer, rng=rng)
-        loss = discriminator(input_ids=corrupted.to(device), labels=labels.to(device)).loss
+    for step in tqdm(range(steps), desc="discriminator steps", disable=not progress):
+        if step and step % per_pass == 0:  # the pool is used up: start a new random pass
+            order = torch.randperm(len(corrupted), generator=rng)
+        rows = order[(step % per_pass) * batch_size:][:batch_size]
+        loss = discriminator(input_ids=corrupted[rows].to(device), labels=labels[rows].to(device)).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(discriminator.parameters(), 1.0)

@@ -69,6 +69,31 @@ def family_config(name: str):
     return getattr(transformers, class_name)(**arguments)
 
 
+def architecture(config) -> dict:
+    """What a configuration says about the architecture, under the same names for every family:
+    layers, hidden width, heads, feed-forward width, vocabulary, token-embedding width, how
+    positions enter, how many segment (token type) embeddings, and whether layers share weights."""
+    kind = config.model_type
+    if kind in ("deberta", "deberta-v2"):
+        positions = "relative (disentangled attention)"
+    elif kind == "modernbert":
+        positions = f"rotary, up to {config.max_position_embeddings:,}"
+    else:
+        positions = f"learned absolute, {config.max_position_embeddings:,}"
+    ffn = config.hidden_dim if kind == "distilbert" else config.intermediate_size
+    return {
+        "layers": config.num_hidden_layers,
+        "hidden": config.hidden_size,
+        "heads": config.num_attention_heads,
+        "feed-forward": ffn,
+        "vocabulary": config.vocab_size,
+        "token embedding width": getattr(config, "embedding_size", None) or config.hidden_size,
+        "positions": positions,
+        "segments": getattr(config, "type_vocab_size", 0) or 0,
+        "layers share weights": kind == "albert" and config.num_hidden_groups == 1,
+    }
+
+
 def build_model(config, device: str | torch.device = "meta"):
     """The bare encoder (``AutoModel``) for ``config``: on the ``meta`` device by default, where
     parameters have shapes but no storage (for counting), or with random weights on a real device
@@ -198,3 +223,18 @@ def speed_grid(builders: dict[str, Callable[[], torch.nn.Module]], batch_sizes: 
         if device != "cpu" and torch.cuda.is_available():
             torch.cuda.empty_cache()
     return pd.DataFrame(rows)
+
+
+CITED_MNLI: dict[str, tuple[float | None, str]] = {
+    "BERT-base": (84.6, "test set; Devlin et al. 2019, Table 1"),
+    "RoBERTa-base": (87.6, "dev set; DeBERTa-v3-base model card (from Liu et al. 2019)"),
+    "DistilBERT": (82.2, "dev set; Sanh et al. 2019, Table 1"),
+    "ALBERT-base-v2": (84.6, "dev set; ALBERT repository README, v2 models"),
+    "DeBERTa-base": (88.8, "dev set; DeBERTa-v3-base model card"),
+    "DeBERTa-v3-base": (90.6, "dev set; DeBERTa-v3-base model card"),
+    "ELECTRA-small": (None, "not cited here"),
+    "ELECTRA-base": (88.8, "dev set; DeBERTa-v3-base model card (from Clark et al. 2020)"),
+    "ModernBERT-base": (None, "not cited here"),
+}
+"""MNLI matched accuracy (%) as published, not measured by this course: fine-tuning recipes,
+dev and test sets differ, so differences of a point or less say little."""

@@ -16,6 +16,7 @@ def run_selfcheck() -> list[tuple[str, bool, str]]:
     steps = [
         ("uncased WordPiece tokenizer", lambda: f"{len(assets.load_tokenizer('embedded')):,} entries"),
         ("cased WordPiece tokenizer", lambda: f"{len(assets.load_cased_tokenizer()):,} entries"),
+        ("GPT-2 byte-level BPE tokenizer", lambda: f"{len(assets.load_byte_level_bpe()):,} entries"),
         ("pretrained encoder files", lambda: str(assets.embedded_model_dir())),
         ("masked-LM weights (trained by this project)",
          lambda: f"{assets.masked_lm_weights().name}, "

@@ -52,16 +52,18 @@ def test_no_masking_means_no_replacement(generator_model, windows, tokenizer):
 
 
 def test_a_few_discriminator_steps_run_and_give_probabilities(generator_model, windows, tokenizer):
+    corrupted, labels = electra.corrupt_with_generator(generator_model, windows, tokenizer)
     torch.manual_seed(0)
     discriminator = assets.load_token_classifier(electra.LABEL_NAMES)
-    losses = electra.train_discriminator(discriminator, generator_model, windows, tokenizer,
-                                         steps=2, batch_size=4, progress=False)
-    assert len(losses) == 2 and all(loss > 0 for loss in losses)
+    losses = electra.train_discriminator(discriminator, corrupted, labels, steps=3, batch_size=16,
+                                         progress=False)
+    assert len(losses) == 3 and all(loss > 0 for loss in losses)  # 3 steps: a second pass of 2
     probability = electra.replaced_probability(discriminator, windows[:3])
     assert probability.shape == windows[:3].shape
     assert ((probability >= 0) & (probability <= 1)).all()
+    with pytest.raises(ValueError, match="fewer"):
+        electra.train_discriminator(discriminator, corrupted[:2], labels[:2], steps=1, batch_size=4)
+    with pytest.raises(ValueError, match="shape"):
+        electra.train_discriminator(discriminator, corrupted, labels[:, :5], steps=1)
     with pytest.raises(ValueError):
-        electra.train_discriminator(discriminator, generator_model, windows[:2], tokenizer, steps=1,
-                                    batch_size=4)
-    with pytest.raises(ValueError):
-        electra.train_discriminator(discriminator, generator_model, windows, tokenizer, steps=0)
+        electra.train_discriminator(discriminator, corrupted, labels, steps=0)

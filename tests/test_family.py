@@ -29,6 +29,20 @@ def test_bert_base_count_is_exact(counted):
     assert family.count_parameters(counted["ALBERT-base-v2"]) == 11_683_584
 
 
+def test_architecture_reads_every_family_the_same_way():
+    rows = {name: family.architecture(family.family_config(name)) for name in family.FAMILY}
+    assert rows["BERT-base"] == {"layers": 12, "hidden": 768, "heads": 12, "feed-forward": 3072,
+                                 "vocabulary": 30522, "token embedding width": 768,
+                                 "positions": "learned absolute, 512", "segments": 2,
+                                 "layers share weights": False}
+    assert rows["DistilBERT"]["layers"] == 6 and rows["DistilBERT"]["segments"] == 0
+    assert rows["RoBERTa-base"]["segments"] == 1
+    assert rows["ALBERT-base-v2"]["layers share weights"]
+    assert rows["ALBERT-base-v2"]["token embedding width"] == 128
+    assert rows["DeBERTa-v3-base"]["positions"].startswith("relative")
+    assert rows["ModernBERT-base"]["positions"].startswith("rotary")
+
+
 def test_meta_models_hold_no_memory(counted):
     assert all(p.device.type == "meta" for p in counted["DeBERTa-v3-base"].parameters())
 
