@@ -17,6 +17,13 @@ import torch
 STRATEGIES = ("max_length 128", "max_length 512", "dynamic", "dynamic + length-grouped")
 
 
+def tokenized_lengths(texts) -> list[list[int]]:
+    """The embedded tokenizer's ids of each text, with special tokens and no truncation."""
+    from bert_workbook import assets
+
+    return assets.load_tokenizer("embedded")(list(texts), verbose=False)["input_ids"]
+
+
 def padded_batches(texts, labels, tokenizer, strategy: str, batch_size: int, seed: int = 0):
     """The training batches of one strategy, in a shuffled order fixed by ``seed``: a list of
     dicts of tensors (input_ids, attention_mask, token_type_ids, labels)."""
