@@ -455,6 +455,130 @@ def check_cls_classifier(cls) -> CheckResult:
                        f"up to {float((out - expected).abs().max()):.2e}.", hint)
 
 
+def _training_step_setup():
+    """A tiny seeded classifier, its optimizer and a schedule whose factor changes every step,
+    and three padded batches: the fixture of ``check_training_step``."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from bert_workbook.training import SentenceClassifier
+
+    torch.manual_seed(HELD_OUT_SEED)
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16)
+    model = SentenceClassifier(BertModel(config), 3, pooling="mean", dropout=0.2).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0 / (1 + s))
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    batches = []
+    for _ in range(3):
+        mask = torch.ones(4, 10, dtype=torch.long)
+        mask[1, 6:] = mask[3, 3:] = 0
+        batches.append({"input_ids": torch.randint(1, 64, (4, 10), generator=generator) * mask,
+                        "attention_mask": mask, "token_type_ids": torch.zeros(4, 10, dtype=torch.long),
+                        "labels": torch.randint(0, 3, (4,), generator=generator)})
+    return model, optimizer, schedule, batches
+
+
+def _run_training_steps(step, max_grad_norm: float = 0.05):
+    """Parameters and returned losses after ``step`` ran on the fixture's three batches (dropout
+    seeded per step); raises whatever ``step`` raises."""
+    import warnings
+
+    import torch
+
+    model, optimizer, schedule, batches = _training_step_setup()
+    losses = []
+    with warnings.catch_warnings():  # a slip's own warnings (schedule before step, say)
+        warnings.simplefilter("ignore")
+        for i, batch in enumerate(batches):
+            torch.manual_seed(i)
+            loss = step(model, {k: v.clone() for k, v in batch.items()}, optimizer, schedule,
+                        max_grad_norm=max_grad_norm)
+            losses.append(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+    return [p.detach().clone() for p in model.parameters()], losses
+
+
+def _training_step_mistakes():
+    """Reference training steps with one classic slip each, keyed by what the slip is."""
+    from torch import nn
+
+    def make(zero=True, clip=True, schedule_step=True, step=True):
+        def slip(model, batch, optimizer, schedule, max_grad_norm=1.0, loss_fn=None):
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            loss = nn.functional.cross_entropy(model(**inputs), batch["labels"])
+            if zero:
+                optimizer.zero_grad()
+            loss.backward()
+            if clip:
+                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            if step:
+                optimizer.step()
+            if schedule_step:
+                schedule.step()
+            return loss.item()
+        return slip
+
+    return {
+        "the gradients were never set to zero, so each step adds the previous batches' gradients "
+        "(call optimizer.zero_grad() before loss.backward())": make(zero=False),
+        "the gradients are not clipped (torch.nn.utils.clip_grad_norm_(model.parameters(), "
+        "max_grad_norm) between backward() and optimizer.step())": make(clip=False),
+        "the learning-rate schedule never moves (call schedule.step() after optimizer.step())":
+            make(schedule_step=False),
+        "the weights never change: optimizer.step() is missing, or zero_grad() runs between "
+        "backward() and step() and erases the gradients": make(step=False),
+    }
+
+
+def check_training_step(fn) -> CheckResult:
+    """``fn(model, batch, optimizer, schedule, max_grad_norm=...)`` must make the reference's
+    update: after three seeded steps on a tiny classifier every parameter must equal the
+    reference's, and it must return each step's loss as a number."""
+    import torch
+
+    from bert_workbook.training import training_step
+
+    exercise = "Exercise (training_step)"
+    hint = ("forward (model(**inputs)), loss = cross_entropy(logits, labels), optimizer.zero_grad(), "
+            "loss.backward(), clip_grad_norm_(model.parameters(), max_grad_norm), optimizer.step(), "
+            "schedule.step(); return loss.item().")
+    try:
+        expected, expected_losses = _run_training_steps(training_step)
+    except Exception as error:  # pragma: no cover - the reference itself failed
+        return CheckResult(exercise, False, f"the reference could not run here: {error}")
+    if not callable(fn):
+        return CheckResult(exercise, False, f"expected a function, got {type(fn).__name__}.", hint)
+    outcome, failed = _call_or_verdict(exercise, _run_training_steps, fn)
+    if failed is not None:
+        return failed
+    params, losses = outcome
+    same = all(torch.allclose(a, b, atol=1e-6, rtol=1e-5) for a, b in zip(params, expected))
+    if not same:
+        for mistake, slip in _training_step_mistakes().items():
+            slipped, _ = _run_training_steps(slip)
+            if len(slipped) != len(params):
+                break
+            if all(torch.allclose(a, b, atol=1e-6, rtol=1e-5) for a, b in zip(params, slipped)):
+                return CheckResult(exercise, False, mistake + ".", hint)
+        return CheckResult(exercise, False, "after three steps your parameters differ from the "
+                           "reference's (largest difference "
+                           f"{max(float((a - b).abs().max()) for a, b in zip(params, expected)):.2e}).", hint)
+    try:
+        numbers = [float(loss) for loss in losses]
+    except (TypeError, ValueError, RuntimeError):
+        numbers = None
+    if numbers is None or not all(isinstance(loss, (int, float)) or getattr(loss, "ndim", 1) == 0
+                                  for loss in losses):
+        return CheckResult(exercise, False, f"the update is right, but return the loss as a number "
+                           f"(loss.item()), not {type(losses[0]).__name__}.", hint)
+    if not all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6) for a, b in zip(numbers, expected_losses)):
+        return CheckResult(exercise, False, "the update is right, but the returned numbers are not "
+                           "the batch losses (return loss.item() of this step's loss).", hint)
+    return CheckResult(exercise, True, "after three seeded steps every parameter equals the "
+                       "reference's, and each step's loss came back as a number.")
+
+
 def check_oversample(fn) -> CheckResult:
     """``fn(labels, seed)`` must return indices that keep every example once, add random
     duplicates (drawn within each class, seeded) until every class is as large as the largest,

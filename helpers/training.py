@@ -12,31 +12,71 @@ from torch import nn
 
 from bert_workbook import env
 
+POOLINGS = ("cls", "pooler", "mean")
 
-class ClsClassifier(nn.Module):
-    """BERT's sentence classifier, spelled out: encoder -> hidden state of [CLS] -> pooler
-    (dense + tanh, as pretrained) -> dropout -> linear layer to one logit per label.
 
-    ``use_pooler=False`` feeds the raw [CLS] vector to the dropout and linear layer instead.
+class SentenceClassifier(nn.Module):
+    """A sentence classifier on an encoder: the final hidden states -> one vector per sentence
+    (``pooling``) -> dropout -> a linear layer to one logit per label.
+
+    ``pooling``: ``"mean"`` (the mean over real tokens; the course's default), ``"cls"`` (the raw
+    [CLS] vector) or ``"pooler"`` (BERT's pooler, dense + tanh on [CLS], as
+    ``BertForSequenceClassification`` does). ``class_prior``, if given, starts the bias at the
+    log class shares, so an untrained head already predicts the prior and its first steps go to
+    reading the input rather than to learning the class shares.
     """
 
-    def __init__(self, encoder, num_labels: int, dropout: float = 0.1, use_pooler: bool = True):
+    def __init__(self, encoder, num_labels: int, pooling: str = "mean", dropout: float = 0.1,
+                 class_prior=None):
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"num_labels must be an int >= 2, got {num_labels!r}")
-        if use_pooler and getattr(encoder, "pooler", None) is None:
-            raise ValueError("this encoder has no pooler: pass use_pooler=False")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
+            raise ValueError("this encoder has no pooler: pass pooling='mean' or 'cls'")
         self.encoder = encoder
-        self.use_pooler = use_pooler
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
+        if class_prior is not None:
+            prior = torch.as_tensor(class_prior, dtype=torch.float32)
+            if prior.shape != (num_labels,) or (prior < 0).any() or not torch.isclose(prior.sum(), torch.tensor(1.0)):
+                raise ValueError(f"class_prior must hold {num_labels} shares that sum to 1, got {class_prior!r}")
+            with torch.no_grad():
+                self.classifier.bias.copy_(prior.clamp_min(1e-3).log())
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_ignored):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
-        # BertPooler reads position 0 itself: dense + tanh on the [CLS] hidden state
-        cls = self.encoder.pooler(hidden) if self.use_pooler else hidden[:, 0]
-        return self.classifier(self.dropout(cls))
+        return self.classifier(self.dropout(pool_hidden(hidden, attention_mask, self.pooling, self.encoder)))
+
+
+class ClsClassifier(SentenceClassifier):
+    """BERT's sentence classifier, spelled out: encoder -> hidden state of [CLS] -> pooler
+    (dense + tanh, as pretrained) -> dropout -> linear layer to one logit per label; what
+    ``BertForSequenceClassification`` computes. ``use_pooler=False`` reads the raw [CLS] vector."""
+
+    def __init__(self, encoder, num_labels: int, dropout: float = 0.1, use_pooler: bool = True):
+        if use_pooler and getattr(encoder, "pooler", None) is None:
+            raise ValueError("this encoder has no pooler: pass use_pooler=False")
+        super().__init__(encoder, num_labels, pooling="pooler" if use_pooler else "cls", dropout=dropout)
+        self.use_pooler = use_pooler
+
+
+def pool_hidden(hidden, attention_mask, pooling: str, encoder=None):
+    """One vector per sequence from (batch, tokens, hidden) states: ``"mean"`` over the real
+    tokens, ``"cls"`` (position 0) or ``"pooler"`` (``encoder.pooler``: dense + tanh on [CLS])."""
+    if pooling == "mean":
+        if attention_mask is None:
+            return hidden.mean(1)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1)
+    if pooling == "pooler":
+        return encoder.pooler(hidden)  # BertPooler reads position 0 itself
+    if pooling == "cls":
+        return hidden[:, 0]
+    raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
 def _logits(output):
@@ -124,16 +164,33 @@ def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+def training_step(model, batch: dict, optimizer, schedule, max_grad_norm: float | None = 1.0,
+                  loss_fn=None) -> float:
+    """One update of a classifier: forward, loss, backward, gradient clipping, optimizer step,
+    learning-rate schedule step. ``batch`` holds the model's inputs and ``labels``. Returns the
+    loss as a float."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    loss = (loss_fn or nn.functional.cross_entropy)(_logits(model(**inputs)), batch["labels"])
+    optimizer.zero_grad()  # gradients add up across backward() calls: start from zero
+    loss.backward()
+    if max_grad_norm:
+        nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+    optimizer.step()
+    schedule.step()
+    return loss.item()
+
+
 def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: float = 5e-5,
                      batch_size: int = 16, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
                      max_grad_norm: float = 1.0, seed: int = 0, loss_fn=None, sampler=None,
                      group_by_length: bool = False, progress: bool = True, eval_dataset=None,
-                     eval_every: int | None = None) -> dict:
+                     eval_every: int | None = None, step_fn=None) -> dict:
     """Fine-tune ``model`` (logits from ``input_ids``/``attention_mask``) with AdamW, linear
     warm-up and decay, and gradient clipping. Returns the history: the loss of every step and,
     with ``eval_dataset``, the evaluation loss every ``eval_every`` steps (default: per epoch).
 
-    ``loss_fn(logits, labels)`` defaults to cross-entropy; ``sampler`` (e.g. a
+    ``loss_fn(logits, labels)`` defaults to cross-entropy; ``step_fn`` replaces
+    :func:`training_step` (same arguments); ``sampler`` (e.g. a
     ``WeightedRandomSampler``) replaces shuffling; ``group_by_length`` batches sentences of
     similar lengths together (random batches otherwise), which cuts the padding.
     """
@@ -173,15 +230,8 @@ def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: 
     while step < total:
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
-            labels = batch.pop("labels")
-            loss = loss_fn(_logits(model(**batch)), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            if max_grad_norm:
-                nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            history["step_loss"].append(loss.item())
+            history["step_loss"].append(float((step_fn or training_step)(
+                model, batch, optimizer, schedule, max_grad_norm=max_grad_norm, loss_fn=loss_fn)))
             step += 1
             bar.update()
             if eval_dataset is not None and (step % eval_every == 0 or step == total):
@@ -302,8 +352,6 @@ def tfidf_logistic_regression(train_texts: Sequence[str], train_labels: Sequence
     return pipeline.predict(list(test_texts))
 
 
-POOLINGS = ("cls", "pooler", "mean")
-
 
 @torch.no_grad()
 def sentence_features(encoder, dataset, tokenizer, batch_size: int = 64, pooling: str = "mean") -> torch.Tensor:
@@ -323,10 +371,6 @@ def sentence_features(encoder, dataset, tokenizer, batch_size: int = 64, pooling
         batch.pop("labels", None)
         batch = {k: v.to(device) for k, v in batch.items()}
         hidden = encoder(**batch).last_hidden_state
-        if pooling == "mean":
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            vectors = (hidden * mask).sum(1) / mask.sum(1)
-        else:
-            vectors = encoder.pooler(hidden) if pooling == "pooler" else hidden[:, 0]
+        vectors = pool_hidden(hidden, batch["attention_mask"], pooling, encoder)
         out.append(vectors.float().cpu())
     return torch.cat(out)[unsort]

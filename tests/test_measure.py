@@ -1,0 +1,302 @@
+"""The measurement kit: cached partial fine-tuning equals the full model, heads converge,
+intervals cover known effects, thresholds never see the scored half, bad input is refused."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import BertConfig, BertModel, DataCollatorWithPadding
+
+from bert_workbook import checks, measure, training
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder():
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    return BertModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tokenizer):
+    words = ["good great wonderful", "bad awful terrible"]
+    texts = [f"this film was {words[i % 2]}" + " really" * (i % 7) for i in range(40)]
+    return training.tokenize_dataset(Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(40)]}),
+                                     tokenizer, 32)
+
+
+def _padded(tokenizer, data, rows):
+    collator = DataCollatorWithPadding(tokenizer)
+    return collator([{k: data[i][k] for k in ("input_ids", "attention_mask", "token_type_ids")} for i in rows])
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_cached_partial_model_computes_what_the_full_model_computes(tokenizer, tiny_encoder, tiny_data, layer):
+    cached = measure.cache_hidden_states(tiny_encoder, tiny_data, tokenizer, layer=layer)
+    top = measure.TopLayersClassifier(tiny_encoder, layer, 2, pooling="mean").eval()
+    rows = list(range(0, 40, 3))
+    batch = _padded(tokenizer, tiny_data, rows)
+    with torch.no_grad():
+        full = tiny_encoder(**batch).last_hidden_state
+        hidden, mask = cached.batch(rows)
+        ours = top.encode(hidden, mask)
+        real = batch["attention_mask"].bool()
+        torch.testing.assert_close(ours[real], full[real], atol=1e-5, rtol=1e-5)
+        pooled = training.pool_hidden(full, batch["attention_mask"], "mean")
+        torch.testing.assert_close(top(hidden, mask), top.classifier(pooled), atol=1e-5, rtol=1e-5)
+
+
+def test_top_layers_classifier_pooler_matches_the_library_head(tokenizer, tiny_encoder, tiny_data):
+    cached = measure.cache_hidden_states(tiny_encoder, tiny_data, tokenizer, layer=2)
+    top = measure.TopLayersClassifier(tiny_encoder, 2, 2, pooling="pooler").eval()
+    full = training.SentenceClassifier(tiny_encoder, 2, pooling="pooler").eval()
+    full.classifier.load_state_dict(top.classifier.state_dict())
+    rows = [0, 5, 6]
+    with torch.no_grad():
+        torch.testing.assert_close(top(*cached.batch(rows)), full(**_padded(tokenizer, tiny_data, rows)),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_partial_fine_tuning_learns_and_leaves_the_encoder_alone(tokenizer, tiny_encoder, tiny_data):
+    before = copy.deepcopy(tiny_encoder.state_dict())
+    cached = measure.cache_hidden_states(tiny_encoder, tiny_data, tokenizer, layer=2)
+    run = measure.train_top_layers(tiny_encoder, cached, cached, steps=60, lr=3e-3, batch_size=8, eval_every=20)
+    assert run.curve.step == [20, 40, 60]
+    assert run.metrics["accuracy"] > 0.9
+    for name, value in tiny_encoder.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_partial_fine_tuning_refuses_mismatched_caches(tokenizer, tiny_encoder, tiny_data):
+    low = measure.cache_hidden_states(tiny_encoder, tiny_data, tokenizer, layer=1)
+    high = measure.cache_hidden_states(tiny_encoder, tiny_data, tokenizer, layer=2)
+    with pytest.raises(ValueError, match="different layers"):
+        measure.train_top_layers(tiny_encoder, low, high, steps=2)
+    with pytest.raises(ValueError, match="layer"):
+        measure.cache_hidden_states(tiny_encoder, tiny_data, tokenizer, layer=9)
+
+
+def test_feature_cache_matches_sentence_features_and_is_reused(tokenizer, tiny_encoder, tiny_data, tmp_path):
+    measure.clear_feature_cache()
+    features = measure.encode_features(tiny_encoder, tiny_data, tokenizer, model_name="tiny", cache_dir=tmp_path)
+    assert features.cls.shape == (40, 4, 32) and features.num_layers == 3
+    for pooling in ("mean", "cls", "pooler"):
+        expected = training.sentence_features(tiny_encoder, tiny_data, tokenizer, pooling=pooling)
+        torch.testing.assert_close(features.get(pooling), expected, atol=1e-5, rtol=1e-5)
+    assert measure.encode_features(tiny_encoder, tiny_data, tokenizer, model_name="tiny") is features
+    measure.clear_feature_cache()
+    from_disk = measure.encode_features(tiny_encoder, tiny_data, tokenizer, model_name="tiny", cache_dir=tmp_path)
+    torch.testing.assert_close(from_disk.mean, features.mean)
+    other = tiny_data.select(range(10))
+    assert measure.dataset_key("tiny", other) != measure.dataset_key("tiny", tiny_data)
+    with pytest.raises(ValueError, match="layer"):
+        features.get("mean", layer=7)
+
+
+def _separable(n=400, seed=0, skew=0.5):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < skew).astype(int)
+    x = rng.normal(size=(n, 5)) + 1.5 * y[:, None] * np.array([1, 0.5, 0, 0, 0])
+    return x, y
+
+
+def test_linear_head_converges_to_the_logistic_regression_optimum():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _separable()
+    predict = measure.fit_linear_head(x, y, l2=0.1)
+    assert predict.converged
+    xs = (x - x.mean(0)) / x.std(0, ddof=1)
+    # two rows of weights, each penalised: the margin's penalty is l2/4 |w|^2, i.e. C = 2 / (l2 n)
+    reference = LogisticRegression(C=2 / (0.1 * len(y)), tol=1e-8, max_iter=10_000).fit(xs, y)
+    ours = measure.margin(predict(x))
+    np.testing.assert_allclose(ours, reference.decision_function(xs), atol=2e-3)
+
+
+def test_minibatch_head_reaches_the_full_batch_optimum():
+    x, y = _separable(seed=1)
+    full = measure.fit_linear_head(x, y, l2=0.1)
+    run = measure.train_head(x, y, eval_features=x, eval_labels=y, steps=3000, batch_size=32, lr=1e-2,
+                             l2=0.1, eval_every=500)
+    assert np.corrcoef(measure.margin(run.logits), measure.margin(full(x)))[0, 1] > 0.999
+    assert run.curve.settled("loss", last=3, tolerance=0.01)
+
+
+def test_balanced_batches_draw_both_classes_equally():
+    labels = torch.tensor([0] * 95 + [1] * 5)
+    order = measure._batch_order(labels, 500, 16, torch.Generator().manual_seed(0), balanced=True)
+    assert abs(labels[order].float().mean().item() - 0.5) < 0.03
+    plain = measure._batch_order(labels, 500, 16, torch.Generator().manual_seed(0), balanced=False)
+    assert torch.equal(torch.bincount(plain[:100], minlength=100), torch.ones(100, dtype=torch.long))
+
+
+def test_weighted_cross_entropy_normalisations():
+    logits = torch.tensor([[2.0, 0.0], [0.5, 0.1], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 0])
+    weights = torch.tensor([0.5, 10.0])
+    plain = torch.nn.functional.cross_entropy(logits, labels)
+    # a batch with no minority example: PyTorch divides by the weights' sum, so the weight cancels
+    torch.testing.assert_close(measure.weighted_cross_entropy(weights, "pytorch")(logits, labels), plain)
+    torch.testing.assert_close(measure.weighted_cross_entropy(weights, "per_example")(logits, labels), 0.5 * plain)
+    with pytest.raises(ValueError, match="normalization"):
+        measure.weighted_cross_entropy(weights, "sum")
+
+
+def test_logit_adjustment_undoes_a_known_prior():
+    prior = torch.tensor([0.9, 0.1])
+    balanced_logits = torch.tensor([[0.2, 0.0], [0.0, 0.3]])
+    skewed_logits = balanced_logits + prior.log()
+    torch.testing.assert_close(measure.adjust_logits(skewed_logits, prior), balanced_logits)
+    loss = measure.logit_adjusted_cross_entropy(prior)
+    labels = torch.tensor([0, 1])
+    torch.testing.assert_close(loss(balanced_logits, labels),
+                               torch.nn.functional.cross_entropy(skewed_logits, labels))
+    with pytest.raises(ValueError, match="prior"):
+        measure.adjust_logits(skewed_logits, [0.5, 0.3, 0.2])
+
+
+def test_bootstrap_interval_covers_a_known_simulated_effect():
+    rng = np.random.default_rng(0)
+    effect, covered = 0.03, 0
+    for _ in range(300):
+        draws = rng.normal(0.6, 0.05, size=12)
+        scores = draws + effect + rng.normal(0, 0.02, size=12)  # paired: the draw's difficulty is shared
+        interval = measure.paired_difference(scores, draws, resamples=2000, seed=int(rng.integers(1 << 30)))
+        covered += interval.low <= effect <= interval.high
+    assert 0.85 <= covered / 300 <= 0.99
+
+
+def test_paired_interval_is_narrower_than_ignoring_the_pairing():
+    rng = np.random.default_rng(1)
+    draws = rng.normal(0.6, 0.1, size=12)
+    scores = draws + 0.02 + rng.normal(0, 0.005, size=12)
+    paired = measure.paired_difference(scores, draws)
+    assert paired.excludes_zero()
+    unpaired_spread = measure.bootstrap_interval(scores).high - measure.bootstrap_interval(scores).low
+    assert paired.high - paired.low < unpaired_spread / 5
+
+
+def test_compare_to_baseline_table():
+    import pandas as pd
+
+    table = pd.DataFrame({"method": ["a"] * 4 + ["b"] * 4, "draw": list(range(4)) * 2,
+                          "score": [0.5, 0.6, 0.7, 0.8, 0.6, 0.7, 0.8, 0.9]})
+    result = measure.compare_to_baseline(table, method="method", value="score", draw="draw", baseline="a")
+    assert result.loc["b", "vs a"] == pytest.approx(0.1)
+    assert result.loc["a", "vs a"] == 0
+    with pytest.raises(ValueError, match="paired"):
+        measure.compare_to_baseline(table.iloc[:-1], method="method", value="score", draw="draw", baseline="a")
+    with pytest.raises(ValueError, match="baseline"):
+        measure.compare_to_baseline(table, method="method", value="score", draw="draw", baseline="c")
+
+
+def test_threshold_tuning_never_sees_the_scored_half():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 200)
+    scores = rng.normal(size=400) + y
+    first = measure.held_out_threshold_f1(scores, y, seed=3)
+    half = measure.stratified_halves(y, seed=3)
+    assert half.sum() == 200 and y[half].sum() == 100
+    # scrambling the scores of the other half changes what is tuned there, never the threshold
+    # tuned on this half
+    scrambled = scores.copy()
+    scrambled[~half] = rng.normal(size=200) * 5
+    again = measure.held_out_threshold_f1(scrambled, y, seed=3)
+    assert again["thresholds"][0] == first["thresholds"][0]
+    assert again["thresholds"][1] != first["thresholds"][1]
+    # and the first threshold is the best one on its own half
+    assert first["thresholds"][0] == measure.best_threshold(scores[half], y[half])
+
+
+def test_best_threshold_finds_a_clean_split():
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    t = measure.best_threshold(scores, y)
+    assert 0.3 < t <= 0.7
+
+
+def test_decision_scores_reports_the_three_views():
+    logits = torch.tensor([[0.0, -5.0 + i / 10] for i in range(40)])
+    y = np.array([0] * 20 + [1] * 20)
+    scores = measure.decision_scores(logits, y, prior=[0.5, 0.5])
+    assert scores["AUC"] == 1.0
+    assert scores["argmax F1"] == pytest.approx(1 / 3)
+    assert scores["tuned-threshold F1"] > 0.9
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-1, 1, allow_nan=False), min_size=2, max_size=30))
+def test_bootstrap_interval_brackets_the_mean(values):
+    interval = measure.bootstrap_interval(values, resamples=500)
+    assert interval.low - 1e-12 <= interval.mean <= interval.high + 1e-12
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: measure.bootstrap_interval([]), "non-empty"),
+    (lambda: measure.bootstrap_interval([1.0, float("nan")]), "NaN"),
+    (lambda: measure.paired_difference([1, 2, 3], [1, 2]), "paired"),
+    (lambda: measure.fit_linear_head(np.zeros((3, 2)), [0, 1]), "same length"),
+    (lambda: measure.fit_linear_head(np.zeros((3, 2)), [0, 1, 2], num_labels=2), r"\[0, 2\)"),
+    (lambda: measure.fit_linear_head(np.zeros((0, 2)), []), "non-empty"),
+    (lambda: measure.fit_linear_head([[0.0, float("nan")], [1.0, 1.0]], [0, 1]), "NaN"),
+    (lambda: measure.fit_linear_head(np.zeros((2, 2)), [0.5, 1.0]), "integer"),
+    (lambda: measure.evaluate_logits(torch.zeros(3, 2), [0, 1]), "same length"),
+    (lambda: measure.evaluate_logits(torch.zeros(2, 2), [0, 2]), r"\[0, 2\)"),
+    (lambda: measure.train_head(np.zeros((4, 2)), [0, 1, 0, 1], eval_features=np.zeros((2, 2)),
+                                eval_labels=[0, 1], steps=0), "positive"),
+    (lambda: measure.held_out_threshold_f1([0.1, 0.2], [0, 1, 1]), "same length"),
+    (lambda: measure.choose_l2(np.zeros((10, 2)), [0, 1] * 5, grid=[]), "grid"),
+])
+def test_bad_input_gets_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_sentence_classifier_heads_and_prior_bias(tokenizer, tiny_encoder, tiny_data):
+    model = training.SentenceClassifier(tiny_encoder, 2, pooling="mean", class_prior=[0.95, 0.05]).eval()
+    torch.testing.assert_close(model.classifier.bias, torch.tensor([0.95, 0.05]).log())
+    batch = _padded(tokenizer, tiny_data, [0, 3])
+    with torch.no_grad():
+        hidden = tiny_encoder(**batch).last_hidden_state
+        torch.testing.assert_close(model(**batch), model.classifier(training.pool_hidden(hidden, batch["attention_mask"], "mean")))
+    with pytest.raises(ValueError, match="pooling"):
+        training.SentenceClassifier(tiny_encoder, 2, pooling="max")
+    with pytest.raises(ValueError, match="class_prior"):
+        training.SentenceClassifier(tiny_encoder, 2, class_prior=[0.5, 0.6])
+
+
+def test_training_step_check_passes_the_reference_and_names_each_mistake():
+    assert checks.check_training_step(training.training_step).passed
+
+    def stub(*args, **kwargs):
+        raise NotImplementedError
+
+    assert "not implemented" in checks.check_training_step(stub).message
+    assert not checks.check_training_step(None).passed
+    assert not checks.check_training_step(lambda *a, **k: None).passed
+    for mistake, slip in checks._training_step_mistakes().items():
+        result = checks.check_training_step(slip)
+        assert not result.passed and result.message == mistake + "."
+
+
+def test_training_step_check_accepts_a_tensor_loss_and_rejects_wrong_returns():
+    from torch import nn
+
+    def step(model, batch, optimizer, schedule, max_grad_norm=1.0, loss_fn=None, returns="tensor"):
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        loss = nn.functional.cross_entropy(model(**inputs), batch["labels"])
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        return {"tensor": loss, "string": "loss", "zero": 0.0}[returns]
+
+    assert checks.check_training_step(step).passed
+    assert not checks.check_training_step(lambda *a, **k: step(*a, **k, returns="string")).passed
+    assert not checks.check_training_step(lambda *a, **k: step(*a, **k, returns="zero")).passed
