@@ -650,7 +650,8 @@ def check_focal_loss(fn) -> CheckResult:
 
     exercise = "Exercise (focal_loss)"
     hint = ("flatten to (-1, C); log_pt = log_softmax(logits).gather(target); loss = "
-            "-(1 - exp(log_pt)) ** gamma * log_pt; weight each target by alpha[target] (1 without "
+            "-(1 - p_t) ** gamma * log_pt, with 1 - p_t = -expm1(log_pt) (and a factor of 0 where that "
+            "is exactly 0); weight each target by alpha[target] (1 without "
             "alpha) and by 0 where target == ignore_index; 'mean' divides the weighted sum by the "
             "summed weights, as cross_entropy(weight=...) does.")
     logits, target, tokens, token_target = _focal_cases()
@@ -697,19 +698,88 @@ def check_focal_loss(fn) -> CheckResult:
                 problem += " (targets of -100 were counted)"
         if problem is not None:
             return CheckResult(exercise, False, f"{what}: your function {problem}.", hint)
-    easy = torch.tensor([[4.0, 0.0, 0.0]], requires_grad=True)
-    grads = []
-    for gamma in (0.0, 1.0, 2.0):
-        out, problem = run(easy, torch.tensor([0]), gamma=gamma)
-        if problem is None and not out.requires_grad:
-            problem = "returned a loss with no gradient (computed outside autograd: .item(), numpy, detach?)"
+    def gradient(logits_value, target_value, **kwargs):
+        """(loss, gradient w.r.t. the logits, problem) of the learner's function; never raises."""
+        leaf = logits_value.clone().requires_grad_(True)
+        out, problem = run(leaf, target_value, **kwargs)
         if problem is not None:
-            return CheckResult(exercise, False, f"gradient test: your function {problem}.", hint)
-        grads.append(float(torch.autograd.grad(out, easy)[0].abs().sum()))
+            return None, None, problem
+        if not out.requires_grad:
+            return None, None, ("returned a loss with no gradient (computed outside autograd: "
+                                ".item(), numpy, detach, or a new tensor?)")
+        try:
+            (grad,) = torch.autograd.grad(out, leaf, allow_unused=True)
+        except RuntimeError as error:
+            return None, None, f"its gradient could not be computed ({error})"
+        if grad is None:
+            return None, None, ("returned a loss that does not depend on the logits it was given "
+                                "(a new tensor built from a number?)")
+        return out.detach(), grad, None
+
+    def reference_gradient(logits_value, target_value, gamma, alpha=None):
+        leaf = logits_value.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(FocalLoss(gamma, alpha)(leaf, target_value), leaf)
+        return grad
+
+    gradient_cases = [
+        ("random logits, gamma = 2, per-class alpha", logits, target, 2.0, alpha),
+        ("random logits, gamma = 0.5", logits, target, 0.5, None),
+        # confident examples: p_t rounds to 1 in float32, where naive formulas give inf or NaN
+        ("large margins (logits like [30, 0, 0]), gamma = 0.5",
+         torch.tensor([[30.0, 0.0, 0.0], [0.0, 25.0, 0.0], [2.0, 0.0, 1.0]]), torch.tensor([0, 1, 2]), 0.5, None),
+        ("large margins, gamma = 2", torch.tensor([[30.0, 0.0, 0.0], [0.0, -40.0, 0.0]]),
+         torch.tensor([0, 0]), 2.0, None),
+        ("a very wrong example (logits [0, 60, 0], true class 0), gamma = 2",
+         torch.tensor([[0.0, 60.0, 0.0]]), torch.tensor([0]), 2.0, None),
+    ]
+    for what, case_logits, case_target, gamma, case_alpha in gradient_cases:
+        try:
+            out, grad, problem = gradient(case_logits, case_target, gamma=gamma, alpha=case_alpha)
+        except NotImplementedError:
+            return CheckResult(exercise, False, "not implemented yet.", "replace the `raise NotImplementedError`.")
+        if problem is not None:
+            return CheckResult(exercise, False, f"gradient test ({what}): your function {problem}.", hint)
+        if not (torch.isfinite(out).all() and torch.isfinite(grad).all()):
+            return CheckResult(exercise, False, f"{what}: your loss or its gradient is inf or NaN. "
+                               "Compute log p_t with log_softmax (log(softmax(x)) is log(0) = -inf "
+                               "for a very wrong example), and 1 - p_t as -expm1(log_pt): 1 - exp(log_pt) "
+                               "rounds to exactly 0 for a confident one, where 0 ** gamma has an infinite "
+                               "slope when gamma < 1.", hint)
+        expected_loss = FocalLoss(gamma, case_alpha)(case_logits, case_target)
+        expected_grad = reference_gradient(case_logits, case_target, gamma, case_alpha)
+        if not torch.allclose(out.float(), expected_loss, atol=1e-5, rtol=1e-4):
+            return CheckResult(exercise, False, f"{what}: your function gave {float(out):.5g}, expected "
+                               f"{float(expected_loss):.5g}.", hint)
+        if not torch.allclose(grad.float(), expected_grad, atol=1e-5, rtol=1e-3):
+            detached = torch.allclose(grad.float(), _focal_detached_gradient(case_logits, case_target, gamma,
+                                                                             case_alpha), atol=1e-5, rtol=1e-3)
+            reason = ("the modulating factor (1 - p_t) ** gamma was detached (or computed outside "
+                      "autograd), so its own gradient is missing" if detached else
+                      f"its largest difference from the reference's is {float((grad - expected_grad).abs().max()):.2e}")
+            return CheckResult(exercise, False, f"{what}: the loss is right but its gradient is not: "
+                               f"{reason}. The factor must stay in the graph: it is what turns easy "
+                               "examples down during training.", hint)
+    easy = torch.tensor([[4.0, 0.0, 0.0]])
+    grads = [float(reference_gradient(easy, torch.tensor([0]), gamma).abs().sum()) for gamma in (0.0, 1.0, 2.0)]
     shrink = ", ".join(f"{g:.2g}" for g in grads)
     return CheckResult(exercise, True, f"equals cross-entropy at gamma = 0 (with and without alpha), "
                        f"the reference at gamma = 1 and 2, skips -100 targets, handles token shapes "
-                       f"and 'sum'; an easy example's gradient at gamma 0, 1, 2: {shrink}.")
+                       f"and 'sum'; its gradients equal the reference's, also at large margins and "
+                       f"gamma = 0.5; an easy example's gradient at gamma 0, 1, 2: {shrink}.")
+
+
+def _focal_detached_gradient(logits, target, gamma, alpha):
+    """The gradient of a focal loss whose modulating factor is detached (a classic slip)."""
+    import torch
+
+    from bert_workbook.losses import focal_factor
+
+    leaf = logits.clone().requires_grad_(True)
+    log_pt = leaf.log_softmax(-1).gather(1, target[:, None]).squeeze(1)
+    weight = torch.ones_like(log_pt) if alpha is None else torch.as_tensor(alpha)[target]
+    loss = (-focal_factor(log_pt, gamma).detach() * log_pt * weight).sum() / weight.sum()
+    (grad,) = torch.autograd.grad(loss, leaf)
+    return grad
 
 
 def _alignment_cases(tokenizer):

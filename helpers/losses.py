@@ -12,6 +12,22 @@ from torch import nn
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def focal_factor(log_pt: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``(1 - p_t) ** gamma`` from ``log p_t``, finite with a finite gradient at any margin.
+
+    ``1 - exp(log_pt)`` rounds to exactly 0 once ``p_t`` is within float precision of 1 (a margin
+    of about 17 in float32), and ``0 ** gamma`` has an infinite slope for ``0 < gamma < 1``: one
+    confident example then makes the whole batch's gradient NaN. ``-expm1(log_pt)`` keeps the
+    tiny difference, and where it is still exactly 0 the factor is set to 0 with no gradient
+    through the power (the "double where": the power never sees a 0)."""
+    if gamma == 0:
+        return torch.ones_like(log_pt)
+    one_minus = -torch.expm1(log_pt)
+    positive = one_minus > 0
+    safe = torch.where(positive, one_minus, torch.ones_like(one_minus))
+    return torch.where(positive, safe ** gamma, torch.zeros_like(one_minus))
+
+
 class FocalLoss(nn.Module):
     """``-alpha[y] * (1 - p_y) ** gamma * log p_y``: cross-entropy whose easy examples (high
     ``p_y``) are turned down by the factor ``(1 - p_y) ** gamma``.
@@ -64,7 +80,7 @@ class FocalLoss(nn.Module):
         safe_target = torch.where(counted, flat_target, torch.zeros_like(flat_target))
         log_p = torch.log_softmax(flat_logits.float(), dim=-1)
         log_pt = log_p.gather(1, safe_target[:, None]).squeeze(1)
-        loss = -((1 - log_pt.exp()) ** self.gamma) * log_pt
+        loss = -focal_factor(log_pt, self.gamma) * log_pt
         weight = self.alpha.to(loss.device)[safe_target] if self.alpha is not None else torch.ones_like(loss)
         weight = weight * counted
         loss = loss * weight

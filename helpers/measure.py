@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bert_workbook import env
 from bert_workbook.training import POOLINGS as HEAD_POOLINGS
 from bert_workbook.training import _length_sorted_batches, check_labels, pool_hidden
 
@@ -187,7 +188,7 @@ def encode_features(encoder, dataset, tokenizer, *, batch_size: int = 64, model_
     device = next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()
-    loader, unsort = _length_sorted_batches(dataset, tokenizer, batch_size)
+    loader, unsort = _length_sorted_batches(dataset, tokenizer, batch_size, longest_first=True)
     cls, mean, pooled = [], [], []
     pooler = getattr(encoder, "pooler", None)
     for batch in tqdm(loader, desc="encoding", disable=not progress):
@@ -204,6 +205,8 @@ def encode_features(encoder, dataset, tokenizer, *, batch_size: int = 64, model_
               if "label" in dataset.column_names else None)
     features = FeatureSet(torch.cat(cls)[unsort], torch.cat(mean)[unsort], labels,
                           torch.cat(pooled)[unsort] if pooled else None)
+    del cls, mean, pooled
+    env.release_memory()
     _FEATURE_CACHE[key] = features
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -515,7 +518,7 @@ def cache_hidden_states(encoder, dataset, tokenizer, layer: int, batch_size: int
         raise ValueError("dataset is empty")
     encoder.eval()
     device = next(encoder.parameters()).device
-    loader, unsort = _length_sorted_batches(dataset, tokenizer, batch_size)
+    loader, unsort = _length_sorted_batches(dataset, tokenizer, batch_size, longest_first=True)
     states = []
     for batch in loader:
         batch.pop("labels", None)
@@ -524,6 +527,7 @@ def cache_hidden_states(encoder, dataset, tokenizer, layer: int, batch_size: int
         lengths = batch["attention_mask"].sum(1)
         states += [h[:n].clone() for h, n in zip(hidden, lengths.tolist())]
     states = [states[i] for i in unsort.tolist()]
+    env.release_memory()
     labels = (torch.as_tensor(list(dataset["label"]), dtype=torch.long)
               if "label" in dataset.column_names else None)
     return CachedStates(states, labels, layer)
@@ -595,7 +599,6 @@ def train_top_layers(encoder, train: CachedStates, evaluation: CachedStates, *, 
     decay, clipping) and evaluated every ``eval_every`` steps on ``evaluation``."""
     from tqdm.auto import tqdm
 
-    from bert_workbook import env
     from bert_workbook.training import linear_warmup_decay
 
     if train.layer != evaluation.layer:

@@ -177,3 +177,68 @@ def test_focal_check_names_the_mistake(wrong, says):
     result = checks.check_focal_loss(wrong)
     assert not result.passed
     assert says in str(result), str(result)
+
+
+def _reduce(loss, target, alpha, ignore_index, reduction):
+    weight = (target != ignore_index).float()
+    if alpha is not None:
+        weight = weight * torch.as_tensor(alpha)[target.clamp_min(0)]
+    return (loss * weight).sum() if reduction == "sum" else (loss * weight).sum() / weight.sum()
+
+
+def naive_focal(logits, target, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
+    """The textbook formula: (1 - exp(log p_t)) ** gamma, NaN-prone once p_t rounds to 1."""
+    log_pt = logits.log_softmax(-1).gather(-1, target.clamp_min(0)[..., None]).squeeze(-1)
+    loss = -((1 - log_pt.exp()) ** gamma) * log_pt
+    return _reduce(loss, target, alpha, ignore_index, reduction)
+
+
+def log_of_softmax(logits, target, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
+    """log(softmax(x)) instead of log_softmax(x): -inf for a very wrong example."""
+    p = logits.softmax(-1).gather(-1, target.clamp_min(0)[..., None]).squeeze(-1)
+    loss = -((1 - p) ** gamma) * torch.log(p)
+    return _reduce(loss, target, alpha, ignore_index, reduction)
+
+
+def detached_factor(logits, target, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
+    """The modulating factor computed outside the graph: right loss, wrong gradient."""
+    log_pt = logits.log_softmax(-1).gather(-1, target.clamp_min(0)[..., None]).squeeze(-1)
+    factor = (-torch.expm1(log_pt)).clamp_min(0).detach() ** gamma
+    loss = -factor * log_pt
+    return _reduce(loss, target, alpha, ignore_index, reduction)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.25, 0.5, 1.0, 2.0, 5.0])
+@pytest.mark.parametrize("margin", [0.0, 5.0, 17.0, 20.0, 50.0, 100.0, -100.0])
+def test_focal_loss_is_finite_with_a_finite_gradient_at_any_margin(gamma, margin):
+    logits = torch.tensor([[margin, 0.0, 0.0], [1.0, 0.0, -1.0]], requires_grad=True)
+    loss = FocalLoss(gamma)(logits, torch.tensor([0, 2]))
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+
+
+def test_the_naive_formula_is_nan_where_the_safe_one_is_not():
+    logits = torch.tensor([[20.0, 0.0, 0.0]], requires_grad=True)
+    (naive,) = torch.autograd.grad(naive_focal(logits, torch.tensor([0]), gamma=0.5), logits)
+    assert torch.isnan(naive).any()
+    (safe,) = torch.autograd.grad(FocalLoss(0.5)(logits, torch.tensor([0])), logits)
+    assert torch.isfinite(safe).all()
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (naive_focal, "inf or NaN"),
+    (log_of_softmax, "inf or NaN"),
+    (detached_factor, "detached"),
+    (lambda logits, target, **k: torch.tensor(reference_focal(logits, target, **k).item(), requires_grad=True),
+     "does not depend on the logits"),
+])
+def test_focal_check_compares_gradients_and_never_raises(wrong, says):
+    result = checks.check_focal_loss(wrong)
+    assert not result.passed
+    assert says in str(result), str(result)
+
+
+def test_focal_check_answers_anything_without_raising():
+    for answer in (None, 3, "focal", lambda *a, **k: None, lambda *a, **k: torch.zeros(2)):
+        result = checks.check_focal_loss(answer)
+        assert not result.passed

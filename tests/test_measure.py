@@ -9,17 +9,14 @@ import torch
 from datasets import Dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import BertConfig, BertModel, DataCollatorWithPadding
+from transformers import DataCollatorWithPadding
 
 from bert_workbook import checks, measure, training
 
 
 @pytest.fixture(scope="module")
-def tiny_encoder():
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    return BertModel(config).eval()
+def tiny_encoder(tiny_bert):
+    return tiny_bert(3)
 
 
 @pytest.fixture(scope="module")

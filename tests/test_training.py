@@ -8,11 +8,8 @@ from bert_workbook import training
 
 
 @pytest.fixture(scope="module")
-def tiny_encoder():
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    return BertModel(config).eval()
+def tiny_encoder(tiny_bert):
+    return tiny_bert(1)
 
 
 def tiny_dataset(tokenizer, n=32, flip=False):
