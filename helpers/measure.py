@@ -196,7 +196,7 @@ def encode_features(encoder, dataset, tokenizer, *, batch_size: int = 64, model_
         batch = {k: v.to(device) for k, v in batch.items()}
         hidden = torch.stack(encoder(**batch, output_hidden_states=True).hidden_states, 1)
         mask = batch["attention_mask"][:, None, :, None].to(hidden.dtype)
-        cls.append(hidden[:, :, 0].float().cpu())
+        cls.append(hidden[:, :, 0].float().cpu().clone())  # a copy: a view would keep the whole batch alive
         mean.append(((hidden * mask).sum(2) / mask.sum(2)).float().cpu())
         if pooler is not None:
             pooled.append(pooler(hidden[:, -1]).float().cpu())
