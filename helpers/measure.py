@@ -345,9 +345,16 @@ def fit_linear_head(features, labels, *, num_labels: int | None = None, sample_w
 
 
 def choose_l2(features, labels, *, grid: Sequence[float] = (1e-2, 1e-1, 1.0, 10.0),
-              folds: int = 5, seed: int = 0) -> float:
-    """The ``l2`` of :func:`fit_linear_head` with the lowest cross-validated log-loss (stratified
-    ``folds``-fold) on these training data: regularisation chosen without the held-out set."""
+              folds: int = 5, seed: int = 0, score: str = "log_loss", sample_weight=None,
+              loss_fn: Callable | None = None) -> float:
+    """The ``l2`` of :func:`fit_linear_head` that scores best under stratified ``folds``-fold
+    cross-validation on these training data: regularisation chosen without the held-out set.
+
+    ``score`` "log_loss" (lowest cross-validated cross-entropy) suits plain cross-entropy;
+    "auc" (highest mean fold AUC, two classes) suits any loss, because a loss that reweights or
+    reshapes the examples (class weights, focal loss) changes the scale of the objective, and so
+    how strongly one ``l2`` pulls the weights to zero. ``sample_weight`` (sliced per fold) and
+    ``loss_fn`` are passed to :func:`fit_linear_head`."""
     from sklearn.model_selection import StratifiedKFold
 
     x = _as_features(features)
@@ -355,17 +362,28 @@ def choose_l2(features, labels, *, grid: Sequence[float] = (1e-2, 1e-1, 1.0, 10.
     _check_lengths(x, y, "features and labels")
     if not grid or any(g < 0 for g in grid):
         raise ValueError("grid must hold one or more l2 values >= 0")
+    if score not in ("log_loss", "auc"):
+        raise ValueError(f"score must be 'log_loss' or 'auc', got {score!r}")
     num_labels = int(y.max()) + 1
+    if score == "auc" and num_labels != 2:
+        raise ValueError("score='auc' needs two classes")
+    weight = None if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32)
+    if weight is not None:
+        _check_lengths(x, weight, "features and sample_weight")
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x.numpy(), y.numpy()))
-    losses = []
+    results = []
     for l2 in grid:
         total = 0.0
         for fit_rows, test_rows in splits:
-            predict = fit_linear_head(x[fit_rows], y[fit_rows], num_labels=num_labels, l2=l2)
-            total += float(nn.functional.cross_entropy(predict(x[test_rows]), y[test_rows],
-                                                       reduction="sum"))
-        losses.append(total / len(y))
-    return float(grid[int(np.argmin(losses))])
+            predict = fit_linear_head(x[fit_rows], y[fit_rows], num_labels=num_labels, l2=l2, loss_fn=loss_fn,
+                                      sample_weight=None if weight is None else weight[fit_rows])
+            logits = predict(x[test_rows])
+            if score == "auc":
+                total -= binary_auc(logits[:, 1] - logits[:, 0], y[test_rows]) * len(test_rows)
+            else:
+                total += float(nn.functional.cross_entropy(logits, y[test_rows], reduction="sum"))
+        results.append(total / len(y))
+    return float(grid[int(np.argmin(results))])
 
 
 @dataclass
@@ -406,6 +424,7 @@ class Run:
     metrics: dict
     curve: Curve
     predict: Callable | None = None
+    snapshots: dict = field(default_factory=dict)
 
 
 def _batch_order(labels: torch.Tensor, steps: int, batch_size: int, generator: torch.Generator,
@@ -419,6 +438,21 @@ def _batch_order(labels: torch.Tensor, steps: int, batch_size: int, generator: t
         return torch.multinomial(weights, need, replacement=True, generator=generator)
     epochs = math.ceil(need / len(labels))
     return torch.cat([torch.randperm(len(labels), generator=generator) for _ in range(epochs)])[:need]
+
+
+def _group_by_length(order: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,
+                     chunk: int = 32) -> torch.Tensor:
+    """Rearrange ``order`` (steps, batch) so that each batch holds examples of similar length,
+    as ``Trainer``'s ``group_by_length`` does: within each run of ``chunk`` batches, sort the
+    examples by length, cut them into batches again and shuffle those batches. The examples and
+    how often each is seen do not change; the padding, and so the compute, shrinks."""
+    steps, batch_size = order.shape
+    grouped = []
+    for start in range(0, steps, chunk):
+        part = order[start:start + chunk].flatten()
+        part = part[torch.argsort(lengths[part], stable=True)].view(-1, batch_size)
+        grouped.append(part[torch.randperm(len(part), generator=generator)])
+    return torch.cat(grouped)
 
 
 def train_head(features, labels, *, eval_features, eval_labels, steps: int = 1500,
@@ -491,6 +525,10 @@ class CachedStates:
     def __len__(self) -> int:
         return len(self.states)
 
+    def lengths(self) -> torch.Tensor:
+        """The number of tokens of each example."""
+        return torch.tensor([len(s) for s in self.states])
+
     def select(self, rows) -> CachedStates:
         rows = [int(r) for r in rows]
         return CachedStates([self.states[r] for r in rows],
@@ -506,6 +544,59 @@ class CachedStates:
             hidden[i, :len(s)] = s
             mask[i, :len(s)] = 1
         return hidden, mask
+
+
+class LiveStates:
+    """What :class:`CachedStates` holds, computed afresh for every batch: the embeddings and the
+    first ``layer`` layers of the frozen ``encoder`` run (without gradients) each time a batch is
+    asked for. The embedding layer runs in training mode, so a noise hook on it
+    (:mod:`bert_workbook.noise`) draws new noise for every batch; the layers run in eval mode.
+    Use it as the training set of :func:`train_top_layers`; evaluate on clean cached states."""
+
+    def __init__(self, encoder, dataset, tokenizer, layer: int):
+        if not 0 <= layer < encoder.config.num_hidden_layers:
+            raise ValueError(f"layer must lie in [0, {encoder.config.num_hidden_layers - 1}], got {layer}")
+        if len(dataset) == 0 or "label" not in dataset.column_names:
+            raise ValueError("dataset must be a non-empty tokenized dataset with a 'label' column")
+        self.encoder, self.layer = encoder, layer
+        self.pad_id = tokenizer.pad_token_id or 0
+        self.ids = [torch.as_tensor(row, dtype=torch.long) for row in dataset["input_ids"]]
+        self.labels = torch.as_tensor(list(dataset["label"]), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lengths(self) -> torch.Tensor:
+        """The number of tokens of each example."""
+        return torch.tensor([len(ids) for ids in self.ids])
+
+    @torch.no_grad()
+    def batch(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        chosen = [self.ids[int(r)] for r in rows]
+        longest = max(len(ids) for ids in chosen)
+        ids = torch.full((len(chosen), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(chosen), longest, dtype=torch.long)
+        for i, row in enumerate(chosen):
+            ids[i, :len(row)] = row
+            mask[i, :len(row)] = 1
+        device = next(self.encoder.parameters()).device
+        ids, on_device_mask = ids.to(device), mask.to(device)
+        self.encoder.eval()
+        words = self.encoder.get_input_embeddings()
+        words.train()  # noise hooks act in training mode only
+        try:
+            hidden = self.encoder.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+        finally:
+            words.eval()
+        attention = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden,
+                                              attention_mask=on_device_mask)
+        for layer in self.encoder.encoder.layer[:self.layer]:
+            hidden = layer(hidden, attention)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        hidden = hidden.float() * on_device_mask[..., None]  # zeros at padding, as CachedStates.batch
+        return hidden.cpu(), mask
 
 
 @torch.no_grad()
@@ -593,10 +684,14 @@ def train_top_layers(encoder, train: CachedStates, evaluation: CachedStates, *, 
                      weight_decay: float = 0.01, warmup_ratio: float = 0.1,
                      max_grad_norm: float = 1.0, loss_fn: Callable | None = None,
                      balanced_batches: bool = False, pooling: str = "mean", prior_bias: bool = True,
-                     seed: int = 0, eval_every: int = 50, progress: bool = False) -> Run:
+                     seed: int = 0, eval_every: int = 50, progress: bool = False,
+                     keep_logits: bool = False, group_by_length: bool = False) -> Run:
     """Partial fine-tuning: a fresh :class:`TopLayersClassifier` on the layers above
     ``train.layer``, trained for ``steps`` mini-batches of cached states (AdamW, linear warm-up and
-    decay, clipping) and evaluated every ``eval_every`` steps on ``evaluation``."""
+    decay, clipping) and evaluated every ``eval_every`` steps on ``evaluation``. ``train`` may be
+    :class:`LiveStates` (noise hooks on the embeddings). ``keep_logits`` keeps the evaluation
+    logits of every evaluation in ``Run.snapshots`` (step -> logits), for early stopping.
+    ``group_by_length`` batches examples of similar length together (less padding: faster)."""
     from tqdm.auto import tqdm
 
     from bert_workbook.training import linear_warmup_decay
@@ -624,7 +719,9 @@ def train_top_layers(encoder, train: CachedStates, evaluation: CachedStates, *, 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_warmup_decay(s, steps, warmup))
     loss_fn = loss_fn or nn.functional.cross_entropy
     order = _batch_order(y, steps, batch_size, generator, balanced_batches).view(steps, batch_size)
-    curve, recent = Curve(), []
+    if group_by_length:
+        order = _group_by_length(order, train.lengths(), generator)
+    curve, recent, snapshots = Curve(), [], {}
     for step in tqdm(range(1, steps + 1), desc="partial fine-tuning", disable=not progress):
         model.train()
         hidden, mask = train.batch(order[step - 1])
@@ -636,10 +733,13 @@ def train_top_layers(encoder, train: CachedStates, evaluation: CachedStates, *, 
         schedule.step()
         recent.append(loss.item())
         if step % eval_every == 0 or step == steps:
-            curve.add(step, float(np.mean(recent)), evaluate_logits(predict_cached(model, evaluation), ey))
+            logits = predict_cached(model, evaluation)
+            curve.add(step, float(np.mean(recent)), evaluate_logits(logits, ey))
+            if keep_logits:
+                snapshots[step] = logits
             recent = []
-    logits = predict_cached(model, evaluation)
-    return Run(logits, evaluate_logits(logits, ey), curve, lambda cached: predict_cached(model, cached))
+    return Run(logits, evaluate_logits(logits, ey), curve, lambda cached: predict_cached(model, cached),
+               snapshots)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -800,3 +900,54 @@ def decision_scores(logits, labels, *, prior=None, seed: int = 0) -> dict:
     if prior is not None:
         result["logit-adjusted F1"] = evaluate_logits(adjust_logits(logits, prior), labels)["macro_f1"]
     return result
+
+
+def early_stopped_scores(snapshots: dict, labels, *, seed: int = 0) -> dict:
+    """Early stopping with no peeking: on one stratified half of the held-out set (the halves of
+    :func:`held_out_threshold_f1`) pick the evaluation step whose logits rank best (AUC), then
+    score that step's logits on the other half: AUC, argmax macro-F1, and macro-F1 at the
+    threshold tuned on the picking half; then swap the halves. Returns the mean of the two, in
+    :func:`decision_scores`' keys, and the two ``steps`` picked. ``snapshots``: step -> logits
+    (``train_top_layers(..., keep_logits=True)``)."""
+    from sklearn.metrics import f1_score
+
+    if not snapshots:
+        raise ValueError("snapshots is empty: train with keep_logits=True")
+    y = _as_labels(labels, 2).numpy()
+    steps = sorted(snapshots)
+    scores = {step: margin(snapshots[step]) for step in steps}
+    for step in steps:
+        _check_lengths(scores[step], y, "snapshot logits and labels")
+    half = stratified_halves(y, seed)
+    results, picked = [], []
+    for pick, score in ((half, ~half), (~half, half)):
+        step = max(steps, key=lambda s: (binary_auc(scores[s][pick], y[pick]), -s))  # ties: earlier
+        s = scores[step]
+        threshold = best_threshold(s[pick], y[pick])
+        predicted = np.asarray(snapshots[step]).argmax(1)
+        results.append({
+            "AUC": binary_auc(s[score], y[score]),
+            "argmax F1": f1_score(y[score], predicted[score], labels=[0, 1], average="macro", zero_division=0),
+            "tuned-threshold F1": f1_score(y[score], (s[score] >= threshold).astype(int), labels=[0, 1],
+                                           average="macro", zero_division=0)})
+        picked.append(step)
+    mean = {key: float(np.mean([r[key] for r in results])) for key in results[0]}
+    return {**mean, "steps": picked}
+
+
+def describe_difference(low: float, high: float, matters: float = 0.01, higher_is_better: bool | None = True) -> str:
+    """A verdict in words from a difference's interval ``[low, high]``: "better" or "worse"
+    ("higher" or "lower" with ``higher_is_better=None``) when the whole interval is on one side of
+    0, qualified "by less than ``matters``" when it cannot reach that size; otherwise "no
+    detectable difference", or "no difference as large as ``matters``" when the interval rules
+    such a difference out."""
+    if not (np.isfinite(low) and np.isfinite(high)) or low > high:
+        raise ValueError(f"need a finite interval with low <= high, got [{low}, {high}]")
+    up, down = {True: ("better", "worse"), False: ("worse", "better"), None: ("higher", "lower")}[higher_is_better]
+    if low > 0:
+        return up + (f", by less than {matters:g}" if high < matters else "")
+    if high < 0:
+        return down + (f", by less than {matters:g}" if low > -matters else "")
+    if -matters < low and high < matters:
+        return f"no difference as large as {matters:g}"
+    return "no detectable difference"

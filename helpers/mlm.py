@@ -63,6 +63,25 @@ def special_tokens_mask(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
     return torch.isin(input_ids, special).long()
 
 
+def train_only_top(model, layers: int = 1) -> list[str]:
+    """Freeze a BERT masked LM except its top ``layers`` encoder layers and its masked-LM head
+    (the transform and the per-token output bias; the output weights are tied to the frozen word
+    embeddings). Returns the names of the parameters left trainable."""
+    if not (hasattr(model, "bert") and hasattr(model, "cls")):
+        raise TypeError("expected a BERT masked LM (with .bert and .cls), e.g. assets.load_masked_lm()")
+    total = len(model.bert.encoder.layer)
+    if not isinstance(layers, int) or not 0 <= layers <= total:
+        raise ValueError(f"layers must be an int in [0, {total}], got {layers!r}")
+    trainable = tuple(f"bert.encoder.layer.{i}." for i in range(total - layers, total))
+    names = []
+    for name, parameter in model.named_parameters():
+        keep = name.startswith(trainable) or (name.startswith("cls.") and "decoder.weight" not in name)
+        parameter.requires_grad_(keep)
+        if keep:
+            names.append(name)
+    return names
+
+
 def logits_at_labels(model, inputs: torch.Tensor, labels: torch.Tensor,
                      attention_mask: torch.Tensor | None = None):
     """Vocabulary logits at the positions whose label is not -100, and those labels."""
@@ -73,10 +92,11 @@ def logits_at_labels(model, inputs: torch.Tensor, labels: torch.Tensor,
     return model(input_ids=inputs, attention_mask=attention_mask).logits[where], labels[where]
 
 
-def masked_lm_loss(model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the labelled positions: the masked-LM loss."""
+def masked_lm_loss(model, inputs: torch.Tensor, labels: torch.Tensor, loss_fn=None) -> torch.Tensor:
+    """Mean cross-entropy over the labelled positions: the masked-LM loss. ``loss_fn(logits,
+    targets)`` replaces cross-entropy (e.g. focal loss), on the labelled positions only."""
     logits, targets = logits_at_labels(model, inputs, labels)
-    return torch.nn.functional.cross_entropy(logits, targets)
+    return (loss_fn or torch.nn.functional.cross_entropy)(logits, targets)
 
 
 @torch.no_grad()
@@ -133,9 +153,10 @@ def accuracy_by_status(model, original: torch.Tensor, corrupted: torch.Tensor,
 def train_masked_lm(model, windows: torch.Tensor, tokenizer, steps: int, batch_size: int = 16,
                     lr: float = 1e-4, generator: torch.Generator | None = None,
                     mask_replace_prob: float = 0.8, random_replace_prob: float = 0.1,
-                    progress: bool = True) -> list[float]:
+                    progress: bool = True, loss_fn=None) -> list[float]:
     """Train ``model`` for ``steps`` steps of masked-LM on random batches of ``windows``, masking
-    each batch afresh (dynamic masking); return the training loss of every step.
+    each batch afresh (dynamic masking); return the training loss of every step. ``loss_fn``
+    replaces cross-entropy at the masked positions (see :func:`masked_lm_loss`).
 
     Only parameters with ``requires_grad`` are trained (AdamW, linear warm-up over the first 10%
     of steps, then constant).
@@ -162,7 +183,7 @@ def train_masked_lm(model, windows: torch.Tensor, tokenizer, steps: int, batch_s
                                      tokenizer.mask_token_id, generator=generator,
                                      mask_replace_prob=mask_replace_prob,
                                      random_replace_prob=random_replace_prob)
-        loss = masked_lm_loss(model, inputs.to(device), labels.to(device))
+        loss = masked_lm_loss(model, inputs.to(device), labels.to(device), loss_fn)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

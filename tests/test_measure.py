@@ -297,3 +297,93 @@ def test_training_step_check_accepts_a_tensor_loss_and_rejects_wrong_returns():
     assert checks.check_training_step(step).passed
     assert not checks.check_training_step(lambda *a, **k: step(*a, **k, returns="string")).passed
     assert not checks.check_training_step(lambda *a, **k: step(*a, **k, returns="zero")).passed
+
+
+# --- live states, length grouping, early stopping, cross-validated l2 for any loss, verdicts ---
+
+def test_live_states_without_noise_equal_the_cached_states(tokenizer, tiny_encoder, tiny_data):
+    cached = measure.cache_hidden_states(tiny_encoder, tiny_data, tokenizer, layer=2)
+    live = measure.LiveStates(tiny_encoder, tiny_data, tokenizer, layer=2)
+    rows = [0, 3, 7, 12]
+    (a, mask_a), (b, mask_b) = live.batch(rows), cached.batch(rows)
+    assert torch.equal(mask_a, mask_b)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert torch.equal(live.lengths(), cached.lengths())
+
+
+def test_live_states_draw_new_noise_per_batch_and_leave_the_encoder_in_eval_mode(tokenizer, tiny_encoder, tiny_data):
+    from bert_workbook import noise
+
+    live = measure.LiveStates(tiny_encoder, tiny_data, tokenizer, layer=1)
+    handle = noise.add_neftune_noise(tiny_encoder.get_input_embeddings(), 5.0, torch.Generator().manual_seed(0))
+    try:
+        first, second = live.batch([0, 1])[0], live.batch([0, 1])[0]
+    finally:
+        handle.remove()
+    assert not torch.equal(first, second)
+    assert not tiny_encoder.training and not tiny_encoder.get_input_embeddings().training
+    torch.testing.assert_close(live.batch([0, 1])[0], live.batch([0, 1])[0])  # hook removed: no noise
+
+
+def test_group_by_length_keeps_every_example_and_shrinks_padding():
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(5, 60, (200,), generator=generator)
+    order = torch.randperm(200, generator=generator)[:192].view(12, 16)
+    grouped = measure._group_by_length(order, lengths, torch.Generator().manual_seed(1), chunk=4)
+    assert grouped.shape == order.shape
+    assert sorted(grouped.flatten().tolist()) == sorted(order.flatten().tolist())
+    padded = lambda o: int(sum(lengths[row].max() * len(row) for row in o))  # noqa: E731
+    assert padded(grouped) < 0.8 * padded(order)
+
+
+def test_train_top_layers_keeps_a_snapshot_per_evaluation(tokenizer, tiny_encoder, tiny_data):
+    cached = measure.cache_hidden_states(tiny_encoder, tiny_data, tokenizer, layer=2)
+    run = measure.train_top_layers(tiny_encoder, cached, cached, steps=20, lr=3e-3, batch_size=8, eval_every=10,
+                                   keep_logits=True, group_by_length=True)
+    assert sorted(run.snapshots) == [10, 20]
+    assert torch.equal(run.snapshots[20], run.logits)
+
+
+def test_early_stopping_picks_on_one_half_and_scores_on_the_other():
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 100)
+    good = np.stack([np.zeros(200), labels * 2.0 + rng.normal(0, 1, 200)], axis=1)
+    noise_only = np.stack([np.zeros(200), rng.normal(0, 1, 200)], axis=1)
+    result = measure.early_stopped_scores({10: noise_only, 20: good, 30: noise_only}, labels)
+    assert result["steps"] == [20, 20]
+    assert result["AUC"] > 0.8
+    with pytest.raises(ValueError, match="keep_logits"):
+        measure.early_stopped_scores({}, labels)
+
+
+def test_choose_l2_by_auc_accepts_any_loss():
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 90 + [1] * 30)
+    x = rng.normal(size=(120, 5)) + y[:, None] * np.array([1.0, 0, 0, 0, 0])
+    from bert_workbook import losses
+
+    l2 = measure.choose_l2(x, y, score="auc", loss_fn=lambda z, t: losses.focal_loss(z, t, gamma=2.0))
+    assert l2 in (1e-2, 1e-1, 1.0, 10.0)
+    assert measure.choose_l2(x, y, score="auc", sample_weight=np.where(y == 1, 3.0, 1.0)) in (1e-2, 1e-1, 1.0, 10.0)
+    with pytest.raises(ValueError, match="score"):
+        measure.choose_l2(x, y, score="accuracy")
+
+
+@pytest.mark.parametrize("low, high, kwargs, expected", [
+    (0.02, 0.05, {}, "better"),
+    (0.001, 0.004, {}, "better, by less than 0.01"),
+    (-0.05, -0.02, {}, "worse"),
+    (-0.004, 0.003, {}, "no difference as large as 0.01"),
+    (-0.04, 0.03, {}, "no detectable difference"),
+    (-0.05, -0.02, {"higher_is_better": None}, "lower"),
+    (-0.05, -0.02, {"higher_is_better": False}, "better"),
+])
+def test_describe_difference_words(low, high, kwargs, expected):
+    assert measure.describe_difference(low, high, **kwargs) == expected
+
+
+def test_describe_difference_refuses_a_broken_interval():
+    with pytest.raises(ValueError):
+        measure.describe_difference(0.2, 0.1)
+    with pytest.raises(ValueError):
+        measure.describe_difference(float("nan"), 0.1)

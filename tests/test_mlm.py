@@ -176,3 +176,32 @@ def test_token_counts_and_most_frequent_ids(tokenizer):
         mlm.most_frequent_ids(counts, 0)
     with pytest.raises(TypeError, match="sequence of strings"):
         mlm.token_counts(tokenizer, "the cat")
+
+
+def test_train_only_top_freezes_all_but_the_top_layer_and_the_head():
+    model = assets.load_masked_lm("embedded")
+    top = len(model.bert.encoder.layer) - 1
+    names = mlm.train_only_top(model)
+    assert names and all(n.startswith((f"bert.encoder.layer.{top}.", "cls.")) for n in names)
+    assert "cls.predictions.bias" in names
+    assert not model.bert.embeddings.word_embeddings.weight.requires_grad  # also the tied output weights
+    assert mlm.train_only_top(model, layers=0) == [n for n in names if n.startswith("cls.")]
+    with pytest.raises(ValueError, match="layers"):
+        mlm.train_only_top(model, layers=99)
+    with pytest.raises(TypeError, match="masked LM"):
+        mlm.train_only_top(torch.nn.Linear(2, 2))
+
+
+def test_masked_lm_loss_takes_another_loss_at_the_labelled_positions(masked_lm, tokenizer):
+    from bert_workbook import losses
+
+    windows = mlm.token_windows(tokenizer, load_mlm_corpus("validation")[:20], 32)[:4]
+    inputs, labels = masking.mask_tokens(windows, mlm.special_tokens_mask(windows, tokenizer), tokenizer.vocab_size,
+                                         tokenizer.mask_token_id, generator=torch.Generator().manual_seed(0))
+    masked_lm.eval()
+    with torch.no_grad():
+        plain = mlm.masked_lm_loss(masked_lm, inputs, labels)
+        focal0 = mlm.masked_lm_loss(masked_lm, inputs, labels, lambda z, t: losses.focal_loss(z, t, gamma=0.0))
+        focal2 = mlm.masked_lm_loss(masked_lm, inputs, labels, lambda z, t: losses.focal_loss(z, t, gamma=2.0))
+    torch.testing.assert_close(plain, focal0)
+    assert focal2 < plain
