@@ -110,3 +110,22 @@ def test_stamping_a_copy_of_a_real_notebook_round_trips(tmp_path):
     stamped = digest.stamp(path)
     assert digest.status(path) == "fresh"
     assert nbformat.read(path, as_version=4).metadata["bert_workbook"]["digest"] == stamped["digest"]
+
+
+def test_the_suite_refuses_a_notebook_edited_without_executing_it(monkeypatch, capsys):
+    import suite
+
+    monkeypatch.setattr(suite.digest, "status", lambda path: "edited")
+    monkeypatch.setattr(suite, "run", lambda *args, **kwargs: pytest.fail("nothing may run"))
+    assert suite.main() == 1
+    assert "make execute NOTEBOOKS=" in capsys.readouterr().out
+
+
+def test_the_suite_runs_the_heaviest_notebooks_first_and_keeps_them_all():
+    import suite
+
+    paths = ["solutions/01_a.ipynb", "notebooks/07_b.ipynb", "solutions/07_b.ipynb", "notebooks/99_new.ipynb"]
+    ordered = suite.heaviest_first(paths)
+    assert sorted(ordered) == sorted(paths)
+    assert ordered[:2] == ["notebooks/07_b.ipynb", "solutions/07_b.ipynb"]
+    assert ordered[-1] == "notebooks/99_new.ipynb"
