@@ -513,6 +513,24 @@ def train_head(features, labels, *, eval_features, eval_labels, steps: int = 150
 # Partial fine-tuning from cached hidden states
 
 
+def _padded(rows: list[torch.Tensor], value: float = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rows`` (each (tokens, ...)) padded with ``value`` to the longest, and the attention mask."""
+    lengths = torch.tensor([len(r) for r in rows])
+    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
+    return nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=value), mask
+
+
+def _run_layers(layers, config, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``hidden`` through BERT ``layers`` in turn, attending to the tokens of ``attention_mask``."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    mask = create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=attention_mask)
+    for layer in layers:
+        hidden = layer(hidden, mask)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+    return hidden
+
+
 @dataclass
 class CachedStates:
     """The hidden states of every example after layer ``layer`` of a frozen encoder, unpadded
@@ -536,14 +554,7 @@ class CachedStates:
 
     def batch(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
         """The states of ``rows`` padded with zeros to the longest, and their attention mask."""
-        chosen = [self.states[int(r)] for r in rows]
-        longest = max(len(s) for s in chosen)
-        hidden = torch.zeros(len(chosen), longest, chosen[0].shape[1])
-        mask = torch.zeros(len(chosen), longest, dtype=torch.long)
-        for i, s in enumerate(chosen):
-            hidden[i, :len(s)] = s
-            mask[i, :len(s)] = 1
-        return hidden, mask
+        return _padded([self.states[int(r)] for r in rows])
 
 
 class LiveStates:
@@ -572,15 +583,7 @@ class LiveStates:
 
     @torch.no_grad()
     def batch(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
-        from transformers.masking_utils import create_bidirectional_mask
-
-        chosen = [self.ids[int(r)] for r in rows]
-        longest = max(len(ids) for ids in chosen)
-        ids = torch.full((len(chosen), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(chosen), longest, dtype=torch.long)
-        for i, row in enumerate(chosen):
-            ids[i, :len(row)] = row
-            mask[i, :len(row)] = 1
+        ids, mask = _padded([self.ids[int(r)] for r in rows], self.pad_id)
         device = next(self.encoder.parameters()).device
         ids, on_device_mask = ids.to(device), mask.to(device)
         self.encoder.eval()
@@ -590,11 +593,7 @@ class LiveStates:
             hidden = self.encoder.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
         finally:
             words.eval()
-        attention = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden,
-                                              attention_mask=on_device_mask)
-        for layer in self.encoder.encoder.layer[:self.layer]:
-            hidden = layer(hidden, attention)
-            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        hidden = _run_layers(self.encoder.encoder.layer[:self.layer], self.encoder.config, hidden, on_device_mask)
         hidden = hidden.float() * on_device_mask[..., None]  # zeros at padding, as CachedStates.batch
         return hidden.cpu(), mask
 
@@ -651,14 +650,7 @@ class TopLayersClassifier(nn.Module):
 
     def encode(self, hidden, attention_mask):
         """The top layers' output (batch, tokens, hidden) for cached ``hidden`` states."""
-        from transformers.masking_utils import create_bidirectional_mask
-
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden,
-                                         attention_mask=attention_mask)
-        for layer in self.layers:
-            hidden = layer(hidden, mask)
-            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
-        return hidden
+        return _run_layers(self.layers, self.config, hidden, attention_mask)
 
     def forward(self, hidden, attention_mask):
         pooled = pool_hidden(self.encode(hidden, attention_mask), attention_mask, self.pooling, self)
@@ -844,6 +836,13 @@ def macro_f1_at_thresholds(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     return (upper + lower) / 2, (f1_pos + f1_neg) / 2
 
 
+def _binary_macro_f1(labels, predicted) -> float:
+    """Macro-F1 of 0/1 ``predicted`` against 0/1 ``labels`` (a class never predicted scores 0)."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(labels, predicted, labels=[0, 1], average="macro", zero_division=0))
+
+
 def best_threshold(scores, labels) -> float:
     """The threshold on ``scores`` (predict class 1 at or above it) that maximises macro-F1 on
     these labels (the first of equals, from the highest threshold down)."""
@@ -867,8 +866,6 @@ def held_out_threshold_f1(scores, labels, *, seed: int = 0) -> dict:
     set in two stratified halves, tune on one, score on the other, and swap; report the mean of
     the two scores and the two thresholds (the first tuned on :func:`stratified_halves`' half,
     the second on the rest)."""
-    from sklearn.metrics import f1_score
-
     s = np.asarray(scores, dtype=np.float64)
     y = _as_labels(labels, 2).numpy()
     _check_lengths(s, y, "scores and labels")
@@ -877,8 +874,7 @@ def held_out_threshold_f1(scores, labels, *, seed: int = 0) -> dict:
     for tune, score in ((half, ~half), (~half, half)):
         t = best_threshold(s[tune], y[tune])
         thresholds.append(t)
-        results.append(f1_score(y[score], (s[score] >= t).astype(int), labels=[0, 1],
-                                average="macro", zero_division=0))
+        results.append(_binary_macro_f1(y[score], (s[score] >= t).astype(int)))
     return {"macro_f1": float(np.mean(results)), "thresholds": thresholds}
 
 
@@ -909,8 +905,6 @@ def early_stopped_scores(snapshots: dict, labels, *, seed: int = 0) -> dict:
     threshold tuned on the picking half; then swap the halves. Returns the mean of the two, in
     :func:`decision_scores`' keys, and the two ``steps`` picked. ``snapshots``: step -> logits
     (``train_top_layers(..., keep_logits=True)``)."""
-    from sklearn.metrics import f1_score
-
     if not snapshots:
         raise ValueError("snapshots is empty: train with keep_logits=True")
     y = _as_labels(labels, 2).numpy()
@@ -927,9 +921,8 @@ def early_stopped_scores(snapshots: dict, labels, *, seed: int = 0) -> dict:
         predicted = np.asarray(snapshots[step]).argmax(1)
         results.append({
             "AUC": binary_auc(s[score], y[score]),
-            "argmax F1": f1_score(y[score], predicted[score], labels=[0, 1], average="macro", zero_division=0),
-            "tuned-threshold F1": f1_score(y[score], (s[score] >= threshold).astype(int), labels=[0, 1],
-                                           average="macro", zero_division=0)})
+            "argmax F1": _binary_macro_f1(y[score], predicted[score]),
+            "tuned-threshold F1": _binary_macro_f1(y[score], (s[score] >= threshold).astype(int))})
         picked.append(step)
     mean = {key: float(np.mean([r[key] for r in results])) for key in results[0]}
     return {**mean, "steps": picked}
