@@ -768,7 +768,9 @@ def bootstrap_interval(values, *, level: float = 0.95, resamples: int = 10_000, 
     if len(v) == 1:
         return Interval(float(v[0]), float("nan"), float("nan"), 1, level)
     rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(resamples, len(v)))].mean(1)
+    block = max(1, 2_000_000 // len(v))  # resamples drawn a block at a time: bounded memory, same draws
+    means = np.concatenate([v[rng.integers(0, len(v), size=(min(block, resamples - start), len(v)))].mean(1)
+                            for start in range(0, resamples, block)])
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return Interval(float(v.mean()), float(low), float(high), len(v), level)
 

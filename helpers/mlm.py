@@ -67,8 +67,7 @@ def train_only_top(model, layers: int = 1) -> list[str]:
     """Freeze a BERT masked LM except its top ``layers`` encoder layers and its masked-LM head
     (the transform and the per-token output bias; the output weights are tied to the frozen word
     embeddings). Returns the names of the parameters left trainable."""
-    if not (hasattr(model, "bert") and hasattr(model, "cls")):
-        raise TypeError("expected a BERT masked LM (with .bert and .cls), e.g. assets.load_masked_lm()")
+    _check_bert_masked_lm(model, 1)
     total = len(model.bert.encoder.layer)
     if not isinstance(layers, int) or not 0 <= layers <= total:
         raise ValueError(f"layers must be an int in [0, {total}], got {layers!r}")
@@ -90,6 +89,43 @@ def logits_at_labels(model, inputs: torch.Tensor, labels: torch.Tensor,
         hidden = model.bert(input_ids=inputs, attention_mask=attention_mask).last_hidden_state
         return model.cls(hidden[where]), labels[where]
     return model(input_ids=inputs, attention_mask=attention_mask).logits[where], labels[where]
+
+
+def _check_bert_masked_lm(model, layers: int) -> None:
+    if not (hasattr(model, "bert") and hasattr(model, "cls")):
+        raise TypeError("expected a BERT masked LM (with .bert and .cls), e.g. assets.load_masked_lm()")
+    total = len(model.bert.encoder.layer)
+    if not isinstance(layers, int) or not 1 <= layers <= total:
+        raise ValueError(f"layers must be an int in [1, {total}], got {layers!r}")
+
+
+@torch.no_grad()
+def hidden_below_top(model, inputs: torch.Tensor, layers: int = 1, batch_size: int = 32) -> torch.Tensor:
+    """The hidden states of ``inputs`` (windows without padding) after every encoder layer of a
+    BERT masked LM but the top ``layers``, in eval mode. While only the top trains
+    (:func:`train_only_top`), they stay the same: compute them once and evaluate every trained
+    copy with :func:`top_logits_at_labels`."""
+    _check_bert_masked_lm(model, layers)
+    model.eval()
+    device = next(model.parameters()).device
+    below = len(model.bert.encoder.layer) - layers
+    return torch.cat([model.bert(input_ids=chunk.to(device), output_hidden_states=True).hidden_states[below]
+                      for chunk in inputs.split(batch_size)])
+
+
+@torch.no_grad()
+def top_logits_at_labels(model, hidden: torch.Tensor, labels: torch.Tensor, layers: int = 1):
+    """:func:`logits_at_labels` from :func:`hidden_below_top`'s states: only the top ``layers``
+    encoder layers and the masked-LM head run (eval mode)."""
+    _check_bert_masked_lm(model, layers)
+    if hidden.shape[:2] != labels.shape:
+        raise ValueError(f"hidden states {tuple(hidden.shape)} do not match labels {tuple(labels.shape)}")
+    model.eval()
+    for layer in model.bert.encoder.layer[-layers:]:
+        hidden = layer(hidden)  # windows without padding: no attention mask
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+    where = labels.to(hidden.device) != IGNORE_INDEX
+    return model.cls(hidden[where]), labels.to(hidden.device)[where]
 
 
 def masked_lm_loss(model, inputs: torch.Tensor, labels: torch.Tensor, loss_fn=None) -> torch.Tensor:

@@ -387,3 +387,13 @@ def test_describe_difference_refuses_a_broken_interval():
         measure.describe_difference(0.2, 0.1)
     with pytest.raises(ValueError):
         measure.describe_difference(float("nan"), 0.1)
+
+
+def test_bootstrap_interval_draws_the_same_resamples_whatever_the_block_size():
+    # one (resamples, n) draw, as the interval was first computed: blocks must not change it
+    values = np.random.default_rng(1).normal(size=1862)
+    rng = np.random.default_rng(0)
+    means = values[rng.integers(0, len(values), size=(10_000, len(values)))].mean(1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    interval = measure.bootstrap_interval(values)
+    np.testing.assert_allclose([interval.low, interval.high], [low, high], rtol=1e-12)  # summation order only

@@ -205,3 +205,26 @@ def test_masked_lm_loss_takes_another_loss_at_the_labelled_positions(masked_lm, 
         focal2 = mlm.masked_lm_loss(masked_lm, inputs, labels, lambda z, t: losses.focal_loss(z, t, gamma=2.0))
     torch.testing.assert_close(plain, focal0)
     assert focal2 < plain
+
+
+def test_top_logits_from_states_below_the_top_match_the_full_forward(masked_lm, tokenizer):
+    windows = mlm.token_windows(tokenizer, load_mlm_corpus("validation")[:20], 32)[:5]
+    inputs, labels = masking.mask_tokens(windows, mlm.special_tokens_mask(windows, tokenizer), tokenizer.vocab_size,
+                                         tokenizer.mask_token_id, generator=torch.Generator().manual_seed(1))
+    masked_lm.eval()
+    full, targets = mlm.logits_at_labels(masked_lm, inputs, labels)
+    for layers in (1, 2):
+        below = mlm.hidden_below_top(masked_lm, inputs, layers=layers, batch_size=2)
+        assert below.shape == (*inputs.shape, masked_lm.config.hidden_size)
+        fast, fast_targets = mlm.top_logits_at_labels(masked_lm, below, labels, layers=layers)
+        assert torch.equal(fast_targets, targets)
+        torch.testing.assert_close(fast, full.detach(), atol=1e-4, rtol=1e-4)
+
+
+def test_top_logits_reject_bad_input(masked_lm):
+    with pytest.raises(ValueError, match="layers"):
+        mlm.hidden_below_top(masked_lm, torch.zeros(1, 4, dtype=torch.long), layers=0)
+    with pytest.raises(ValueError, match="do not match"):
+        mlm.top_logits_at_labels(masked_lm, torch.zeros(1, 4, masked_lm.config.hidden_size), torch.zeros(1, 5))
+    with pytest.raises(TypeError, match="masked LM"):
+        mlm.hidden_below_top(torch.nn.Linear(2, 2), torch.zeros(1, 4, dtype=torch.long))
