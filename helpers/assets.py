@@ -105,7 +105,7 @@ def from_hub(loader, name: str, **kwargs):
     """
     try:
         return loader.from_pretrained(name, local_files_only=True, **kwargs)
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):  # the legacy tokenizer raises TypeError when not cached
         pass  # not cached (or incomplete): try the network below
     if hub_is_offline():
         raise _missing_hub_model(name, "it is not in the local cache and HF_HUB_OFFLINE=1")

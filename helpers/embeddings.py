@@ -53,6 +53,10 @@ def build_input_embeddings(model, input_ids: torch.Tensor,
     ``LayerNorm(word[input_ids] + segment[token_type_ids] + position[0, 1, ..., length - 1])``.
     """
     module = _embedding_module(model)
+    if hasattr(module, "padding_idx") or getattr(getattr(model, "config", None), "model_type", "bert") in (
+            "roberta", "xlm-roberta", "camembert"):
+        raise ValueError("this is a RoBERTa-style model: it numbers positions from padding_idx + 1 and skips "
+                         "padding, so BERT's positions 0, 1, 2, ... would give wrong vectors; use a BERT model")
     token_type_ids = check_embedding_inputs(module, input_ids, token_type_ids)
     positions = torch.arange(input_ids.shape[1], device=input_ids.device)
     summed = (module.word_embeddings.weight[input_ids]

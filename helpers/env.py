@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import random
-import sys
 
 MODEL_ENV_VAR = "BERT_WORKBOOK_MODEL"
 """The one setting that switches the course from its embedded assets to Hugging Face Hub models.
@@ -52,6 +51,11 @@ def smoke_test() -> bool:
     return os.environ.get(SMOKE_ENV_VAR, "0").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def timing_repeats(repeats: int) -> int:
+    """``repeats`` timed runs, or one in a smoke test (its timings are not read)."""
+    return 1 if smoke_test() else repeats
+
+
 def training_steps(steps: int) -> int:
     """``steps``, or at most ``SMOKE_STEPS`` in a smoke test (with a warning saying so)."""
     global _smoke_warned
@@ -64,11 +68,6 @@ def training_steps(steps: int) -> int:
         warnings.warn(f"{SMOKE_ENV_VAR} is set: training stops after {SMOKE_STEPS} of {steps} steps, "
                       f"so the results below mean nothing (unset it to train for real)", stacklevel=3)
     return SMOKE_STEPS
-
-
-def in_colab() -> bool:
-    """True when running inside Google Colab."""
-    return "google.colab" in sys.modules
 
 
 def pick_device(allow_mps: bool = False) -> str:

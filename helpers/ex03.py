@@ -14,10 +14,14 @@ import math
 import torch
 
 from bert_workbook import attention as reference
-from bert_workbook import checks
 from bert_workbook import embeddings as embeddings_reference
-from bert_workbook.checks import CheckResult, _call_or_verdict
-from bert_workbook.exercise import Exercise
+from bert_workbook.exercise import (
+    HELD_OUT_SEED,
+    CheckResult,
+    Exercise,
+    call_or_verdict,
+    shape_verdict,
+)
 
 ATTENTION_TOLERANCE = 1e-5
 ATTENTION_NAME = "Exercise 2 (scaled dot-product attention)"
@@ -93,7 +97,7 @@ def check_attention(fn) -> CheckResult:
         q, k, v, mask = _case_tensors(shape, lengths, seed=100 + i)
         expected = _expected(q, k, v, mask)
         where = f"q, k, v of shape {shape}, real lengths {list(lengths)}"
-        out, failed = _call_or_verdict(ATTENTION_NAME, fn, q.clone(), k.clone(), v.clone(), mask.clone())
+        out, failed = call_or_verdict(ATTENTION_NAME, fn, q.clone(), k.clone(), v.clone(), mask.clone())
         if failed is not None:
             return failed
         if out is None:
@@ -147,41 +151,132 @@ attention = Exercise(
 
 
 EMBEDDINGS_NAME = "Exercise 1 (build_input_embeddings)"
+EMBEDDING_TOLERANCE = 1e-6  # |mine - model| <= tol + tol * |model|, elementwise
 
 
-def check_embeddings(fn) -> CheckResult:
-    """:func:`bert_workbook.checks.check_build_input_embeddings`, and a failure if ``fn`` calls the
-    model's embedding module (or the whole model) instead of rebuilding it from the tables."""
-    if not callable(fn):
-        return CheckResult(EMBEDDINGS_NAME, False, f"expected a function, got {type(fn).__name__}.")
+EMBEDDING_SENTENCES = (
+    ("The bank declined my payment.", None),
+    ("The bank declined my payment.", "Please retry after some time."),
+    ("Unaffable tokenizers", "were surprisingly good at hyperparameterization, weren't they?"),
+)
+
+
+def _embedding_cases():
+    """(description, model, input_ids, token_type_ids): the embedded encoder on a sentence, a
+    pair and a padded batch of pairs, and a small random BERT (other sizes, 3 segment types)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from bert_workbook.assets import load_encoder, load_tokenizer
+
+    tokenizer, encoder = load_tokenizer("embedded"), load_encoder("embedded")
+    single = tokenizer(EMBEDDING_SENTENCES[0][0], return_tensors="pt")
+    pair = tokenizer(*EMBEDDING_SENTENCES[1], return_tensors="pt")
+    batch = tokenizer([a for a, _ in EMBEDDING_SENTENCES[1:]], [b for _, b in EMBEDDING_SENTENCES[1:]],
+                      padding=True, return_tensors="pt")
+    torch.manual_seed(HELD_OUT_SEED)
+    config = BertConfig(vocab_size=500, hidden_size=48, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=96, max_position_embeddings=40, type_vocab_size=3,
+                        layer_norm_eps=1e-7)
+    small = BertModel(config).eval()
+    with torch.no_grad():
+        small.embeddings.LayerNorm.weight.uniform_(0.5, 2.0)
+        small.embeddings.LayerNorm.bias.normal_(0, 0.5)
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    ids = torch.randint(500, (3, 40), generator=generator)
+    types = torch.randint(3, (3, 40), generator=generator)
+    return [
+        ("one sentence", encoder, single["input_ids"], single["token_type_ids"]),
+        ("a sentence pair", encoder, pair["input_ids"], pair["token_type_ids"]),
+        ("a padded batch of pairs", encoder, batch["input_ids"], batch["token_type_ids"]),
+        ("a random 48-wide BERT with 3 segment types", small, ids, types),
+    ]
+
+
+def _embedding_mistakes(model, ids, types):
+    """What the usual wrong answers compute, to name the mistake in the verdict."""
+    import torch
+
+    e = model.embeddings
+    positions = torch.arange(ids.shape[1])
+    ln = e.LayerNorm
+    word, seg = e.word_embeddings.weight[ids], e.token_type_embeddings.weight[types]
+    pos = e.position_embeddings.weight[positions]
+    shifted = e.position_embeddings.weight[(positions + 1).clamp(max=e.position_embeddings.num_embeddings - 1)]
+    return {
+        "LayerNorm is missing (BERT normalizes the sum)": word + seg + pos,
+        "the segment (token type) embeddings are missing": ln(word + pos),
+        "token_type_ids were ignored: every token got segment 0": ln(
+            word + e.token_type_embeddings.weight[torch.zeros_like(types)] + pos),
+        "positions must start at 0, not 1": ln(word + seg + shifted),
+        "the position embeddings are missing": ln(word + seg),
+    }
+
+
+def _call_watching_embeddings(exercise: str, fn, model, *args):
+    """``call_or_verdict(fn, model, *args)``, and whether ``fn`` ran ``model.embeddings``."""
     called = []
+    module = model.embeddings
+    original = module.forward
 
-    def watched(model, input_ids, token_type_ids):
-        module = model.embeddings
-        original = module.forward
+    def spy(*inner, **options):
+        called.append(True)
+        return original(*inner, **options)
 
-        def spy(*args, **kwargs):
-            called.append(True)
-            return original(*args, **kwargs)
+    module.forward = spy  # an instance attribute: module(...) and module.forward(...) both reach it
+    try:
+        out, failed = call_or_verdict(exercise, fn, model, *args)
+    finally:
+        del module.forward
+    return out, failed, bool(called)
 
-        module.forward = spy  # an instance attribute: module(...) and module.forward(...) both reach it
+
+def check_build_input_embeddings(fn) -> CheckResult:
+    """``fn(model, input_ids, token_type_ids)`` must equal the model's own embedding module
+    (eval mode) to within ``EMBEDDING_TOLERANCE`` on four kinds of input."""
+    import torch
+
+    exercise = EMBEDDINGS_NAME
+    hint = ("look the ids up in model.embeddings.word_embeddings.weight, token_type_embeddings and "
+            "position_embeddings (positions 0..length-1), add the three, then apply "
+            "model.embeddings.LayerNorm.")
+    lines = []
+    for name, model, ids, types in _embedding_cases():
+        with torch.no_grad():
+            expected = model.embeddings(input_ids=ids, token_type_ids=types)
+            out, failed, called = _call_watching_embeddings(exercise, fn, model, ids.clone(), types.clone())
+        if called:
+            return CheckResult(exercise, False, "your function ran model.embeddings (directly or "
+                               "through the model), which is what the exercise asks you to rebuild.",
+                               "use only the tables: model.embeddings.word_embeddings.weight, "
+                               "token_type_embeddings.weight, position_embeddings.weight and the "
+                               "LayerNorm module.")
+        if failed is None:  # a failing CheckResult is falsy: compare with None
+            failed = shape_verdict(exercise, out, expected, f"on {name}, expected", hint)
+        if failed is not None:
+            return failed
         try:
-            return fn(model, input_ids, token_type_ids)
-        finally:
-            del module.forward
-
-    result = checks.check_build_input_embeddings(watched)
-    if called:
-        return CheckResult(EMBEDDINGS_NAME, False, "your function ran model.embeddings (directly or through "
-                           "the model), which is what the exercise asks you to rebuild.",
-                           "use only the tables: model.embeddings.word_embeddings.weight, "
-                           "token_type_embeddings.weight, position_embeddings.weight and the LayerNorm module.")
-    return CheckResult(EMBEDDINGS_NAME, result.passed, result.message, result.hint)
+            out = out.detach().float().cpu()
+            error = float((out - expected).abs().max())
+        except Exception as problem:  # e.g. a tensor on the meta device has no values
+            return CheckResult(exercise, False, f"on {name}, your output cannot be compared "
+                               f"({type(problem).__name__}: {problem}); return an ordinary tensor "
+                               "on the CPU.", hint)
+        if not torch.allclose(out, expected, atol=EMBEDDING_TOLERANCE, rtol=EMBEDDING_TOLERANCE):
+            with torch.no_grad():
+                for mistake, wrong in _embedding_mistakes(model, ids, types).items():
+                    if torch.allclose(out, wrong, atol=1e-5, rtol=1e-5):
+                        return CheckResult(exercise, False, f"on {name}: {mistake}.", hint)
+            return CheckResult(exercise, False, f"on {name}, the largest difference from the "
+                               f"model's own embeddings is {error:.2e}.", hint)
+        lines.append(f"{name} {tuple(ids.shape)}: max difference {error:.1e}")
+    return CheckResult(exercise, True, f"equal to the model's embedding module within "
+                       f"{EMBEDDING_TOLERANCE:g}:\n  " + "\n  ".join(lines))
 
 
 embeddings = Exercise(
     name=EMBEDDINGS_NAME,
-    checker=check_embeddings,
+    checker=check_build_input_embeddings,
     hints=(
         "Each table is an nn.Embedding: index its .weight with the ids, e.g. "
         "model.embeddings.word_embeddings.weight[input_ids] has shape (batch, length, width).",

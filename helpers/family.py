@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from bert_workbook import env
+
 # The configurations of the published base checkpoints (their config.json files on the Hugging
 # Face Hub), written out so that they build offline. Each entry: (config class, arguments).
 _CONFIGS: dict[str, tuple[str, dict]] = {
@@ -173,6 +175,7 @@ def forward_seconds(model, batch_size: int, seq_len: int, *, repeats: int = 3, w
     fastest run is the least disturbed by other work on the machine.
     """
     _check_sizes(batch_size=batch_size, seq_len=seq_len, repeats=repeats)
+    repeats = env.timing_repeats(repeats)
     if not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
     limit = getattr(model.config, "max_position_embeddings", None)

@@ -32,11 +32,20 @@ def imbalanced_subset(labels: Sequence[int], per_class: Mapping[int, int], seed:
     return np.sort(np.concatenate(picked))
 
 
-def _resampling_plan(labels: Sequence[int], factors: Mapping[int, float] | None, grow: bool):
-    """The labels as an array and the target size of each class (checked)."""
+def _class_ids(labels) -> np.ndarray:
+    """``labels`` as a 1-d integer array, or a ValueError that says what to pass."""
     labels = np.asarray(list(labels))
     if labels.ndim != 1 or len(labels) == 0:
         raise ValueError("labels must be a non-empty 1-d sequence")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool or labels.min() < 0:
+        raise ValueError(f"labels must be integer class ids (0, 1, ...), got {labels[:3].tolist()}...: map "
+                         "label names to ids first (e.g. with the model config's label2id)")
+    return labels
+
+
+def _resampling_plan(labels: Sequence[int], factors: Mapping[int, float] | None, grow: bool):
+    """The labels as an array and the target size of each class (checked)."""
+    labels = _class_ids(labels)
     present, counts = np.unique(labels, return_counts=True)
     if factors is None:
         target = counts.max() if grow else counts.min()
@@ -94,11 +103,15 @@ def balanced_class_weights(labels: Sequence[int], num_labels: int) -> torch.Tens
 def balanced_sampler(labels: Sequence[int], seed: int, num_samples: int | None = None):
     """A ``WeightedRandomSampler`` that draws every class equally often (with replacement),
     ``num_samples`` draws per epoch (default: the number of examples)."""
-    labels = np.asarray(list(labels))
+    labels = _class_ids(labels)
+    if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer))
+                                    or num_samples < 1):
+        raise ValueError(f"num_samples must be a positive int (or None for one draw per example), got {num_samples!r}")
     counts = np.bincount(labels)
     weights = 1.0 / counts[labels]
     return torch.utils.data.WeightedRandomSampler(
-        torch.as_tensor(weights, dtype=torch.double), num_samples or len(labels), replacement=True,
+        torch.as_tensor(weights, dtype=torch.double), len(labels) if num_samples is None else int(num_samples),
+        replacement=True,
         generator=torch.Generator().manual_seed(seed))
 
 
@@ -170,6 +183,10 @@ def diagnose_collapse(logits, y_true: Sequence[int], train_labels: Sequence[int]
     logits = torch.as_tensor(logits, dtype=torch.float32)
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(f"logits must have shape (examples, labels >= 2), got {tuple(logits.shape)}")
+    if not torch.isfinite(logits).all():
+        raise ValueError(f"{int((~torch.isfinite(logits)).any(1).sum())} examples have NaN or infinite logits: "
+                         "training diverged (a learning rate too high, or a loss that overflowed), which is "
+                         "a different problem from collapse; fix it first")
     num_labels = logits.shape[1]
     y_true = check_labels(y_true, num_labels, "y_true")
     if len(y_true) != len(logits):

@@ -65,6 +65,9 @@ class FocalLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.is_floating_point() or target.dtype == torch.bool:
+            raise TypeError(f"targets must be class indices (torch.long), got {target.dtype}: for one-hot or "
+                            "soft targets take argmax(-1) first")
         if logits.ndim not in (2, 3) or target.shape != logits.shape[:-1]:
             raise ValueError(f"expected logits (N, C) with targets (N,), or (N, L, C) with (N, L); "
                              f"got logits {tuple(logits.shape)} and targets {tuple(target.shape)}")

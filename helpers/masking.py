@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -11,7 +12,7 @@ MASK_STATUSES = ("not selected", "[MASK]", "random", "kept")  # what masking did
 
 
 def _check_probability(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
 
 
@@ -44,8 +45,10 @@ def mask_tokens(
             f"special_tokens_mask has shape {tuple(special_tokens_mask.shape)}, "
             f"input_ids has {tuple(input_ids.shape)}: they must match"
         )
-    if not isinstance(vocab_size, int) or vocab_size < 1:
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 1:
         raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
+    if isinstance(mask_token_id, bool) or not isinstance(mask_token_id, numbers.Integral):
+        raise ValueError(f"mask_token_id must be an int (the tokenizer's mask_token_id), got {mask_token_id!r}")
     if not 0 <= mask_token_id < vocab_size:
         raise ValueError(f"mask_token_id {mask_token_id} is outside the vocabulary [0, {vocab_size})")
     if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
@@ -61,6 +64,8 @@ def mask_tokens(
         random_token_ids = torch.arange(vocab_size)
     elif random_token_ids.numel() == 0:
         raise ValueError("random_token_ids is empty")
+    elif random_token_ids.min() < 0 or random_token_ids.max() >= vocab_size:
+        raise ValueError(f"random_token_ids must lie in the vocabulary [0, {vocab_size})")
 
     special = special_tokens_mask.bool()
     draw = torch.rand(input_ids.shape, generator=generator)

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-IGNORE_INDEX = -100
+from bert_workbook.masking import IGNORE_INDEX  # the course's one definition: the label losses skip
+
 WORD_STRATEGIES = ("first", "average", "max")
 
 
@@ -40,6 +41,11 @@ def align_labels_to_tokens(word_labels: Sequence[int], word_ids: Sequence[int | 
     its first subword; on the word's other subwords ``-100``, or with ``label_all_subwords``
     the word's label again, a B- label turned into its I- label (``b_to_i``), since only the
     first piece begins the entity. Word ids may stop early (truncation), never run past the labels."""
+    if callable(word_ids):
+        raise TypeError("word_ids is a method here: call it, encoding.word_ids()")
+    if isinstance(word_labels, str) or any(isinstance(label, str) for label in word_labels):
+        raise TypeError("word_labels must be tag ids (ints), not tag names: map them first, e.g. "
+                        "[CONLL_TAGS.index(tag) for tag in tags]")
     if label_all_subwords and b_to_i is None:
         raise ValueError("label_all_subwords=True needs b_to_i, the {B-X id: I-X id} map (see b_to_i_ids)")
     used = [w for w in word_ids if w is not None]
@@ -59,22 +65,6 @@ def align_labels_to_tokens(word_labels: Sequence[int], word_ids: Sequence[int | 
             aligned.append(IGNORE_INDEX)
         previous = word
     return aligned
-
-
-def tokenize_and_align(tokenizer, words: Sequence[str], word_labels: Sequence[int], *,
-                       max_length: int | None = None, label_all_subwords: bool = False,
-                       b_to_i: Mapping[int, int] | None = None) -> dict:
-    """Tokenize one pre-split sentence and add its aligned ``labels``. Words and labels must
-    have the same length; a sentence longer than ``max_length`` tokens is truncated."""
-    if isinstance(words, str):
-        raise TypeError("words must be a list of words (the sentence split already), not one string")
-    if len(words) != len(word_labels):
-        raise ValueError(f"{len(words)} words but {len(word_labels)} labels: every word needs exactly one label")
-    encoding = tokenizer(list(words), is_split_into_words=True, truncation=max_length is not None,
-                         max_length=max_length)
-    labels = align_labels_to_tokens(word_labels, encoding.word_ids(), label_all_subwords=label_all_subwords,
-                                    b_to_i=b_to_i)
-    return {**encoding, "labels": labels}
 
 
 def word_predictions(token_logits: torch.Tensor, word_ids: Sequence[int | None], num_words: int,
@@ -107,20 +97,18 @@ def word_predictions(token_logits: torch.Tensor, word_ids: Sequence[int | None],
 
 
 def entity_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    """``(type, first word, last word + 1)`` for every entity in a BIO tag sequence. An I-X that
-    does not continue an X entity starts a new one (as seqeval reads IOB2 by default)."""
-    spans: list[tuple[str, int, int]] = []
-    kind, start = None, 0
-    for i, tag in enumerate(list(tags) + ["O"]):
+    """``(type, first word, last word + 1)`` for every entity in a BIO tag sequence, as seqeval
+    (the scorer the course uses) reads it: an I-X that does not continue an X entity starts a
+    new one."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    if isinstance(tags, str) or any(not isinstance(tag, str) for tag in tags):
+        raise TypeError("tags must be a list of tag names such as 'B-PER', not tag ids: map ids to names "
+                        "first, e.g. [CONLL_TAGS[i] for i in ids]")
+    for i, tag in enumerate(tags):
         if tag != "O" and tag[:2] not in ("B-", "I-"):
             raise ValueError(f"tag {i} is {tag!r}: expected 'O', 'B-<type>' or 'I-<type>'")
-        continues = tag.startswith("I-") and kind == tag[2:]
-        if kind is not None and not continues:
-            spans.append((kind, start, i))
-            kind = None
-        if tag != "O" and not continues:
-            kind, start = tag[2:], i
-    return spans
+    return [(kind, start, end + 1) for kind, start, end in get_entities(list(tags))]  # seqeval's end is inclusive
 
 
 def character_spans(words: Sequence[str], spans: Sequence[tuple[str, int, int]],

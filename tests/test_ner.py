@@ -43,9 +43,10 @@ def test_alignment_of_the_lecture_example(tokenizer):
 def test_repeated_words_and_truncation(tokenizer):
     words = ["Paris", "Hilton", "visited", "Paris", "and", "Paris", "again", "yesterday"]
     tags = ["B-PER", "I-PER", "O", "B-LOC", "O", "B-LOC", "O", "O"]
-    row = ner.tokenize_and_align(tokenizer, words, [TAG[t] for t in tags], max_length=6)
-    assert len(row["labels"]) == len(row["input_ids"]) == 6
-    kept = [label for label in row["labels"] if label != -100]
+    encoding = tokenizer(words, is_split_into_words=True, truncation=True, max_length=6)
+    labels = ner.align_labels_to_tokens([TAG[t] for t in tags], encoding.word_ids())
+    assert len(labels) == len(encoding["input_ids"]) == 6
+    kept = [label for label in labels if label != -100]
     assert kept == [TAG[t] for t in tags][:len(kept)]
 
 
@@ -60,10 +61,13 @@ def test_pairs_label_only_their_own_text(tokenizer):
 
 
 def test_bad_inputs_raise_clear_errors(tokenizer):
-    with pytest.raises(ValueError, match="2 words but 3 labels"):
-        ner.tokenize_and_align(tokenizer, ["a", "b"], [0, 0, 0])
-    with pytest.raises(TypeError, match="list of words"):
-        ner.tokenize_and_align(tokenizer, "a b", [0, 0])
+    encoding = tokenizer(["Sunshine", "Canyon"], is_split_into_words=True)
+    with pytest.raises(TypeError, match=r"call it, encoding.word_ids\(\)"):
+        ner.align_labels_to_tokens([0, 0], encoding.word_ids)
+    with pytest.raises(TypeError, match="tag ids"):
+        ner.align_labels_to_tokens(["B-LOC", "I-LOC"], encoding.word_ids())
+    with pytest.raises(TypeError, match="tag names"):
+        ner.entity_spans([5, 6, 0])
     with pytest.raises(ValueError, match="refer to word 2"):
         ner.align_labels_to_tokens([0, 0], [None, 0, 1, 2, None])
     with pytest.raises(ValueError, match="needs b_to_i"):

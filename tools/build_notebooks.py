@@ -7,7 +7,6 @@ For each ``solutions/NN_topic.ipynb`` it writes ``notebooks/NN_topic.ipynb`` whe
 
 * every region between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` in a code cell becomes a
   stub that raises ``NotImplementedError`` (same indentation), so the cell still runs;
-* cells tagged ``solution-only`` are dropped;
 * outputs and execution counts are cleared (learners start from a clean notebook);
 * the first two cells are an "Open in Colab" badge for that notebook and a guarded Colab setup
   cell that installs the course package from GitHub without touching Colab's torch.
@@ -29,7 +28,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = 'raise NotImplementedError("Exercise: write your code here, then run the check below.")'
-BADGE_TAG, SETUP_TAG, SOLUTION_ONLY_TAG = "colab-badge", "colab-setup", "solution-only"
+BADGE_TAG, SETUP_TAG = "colab-badge", "colab-setup"
 _REGION = re.compile(
     rf"^(?P<indent>[ \t]*){re.escape(BEGIN)}[^\n]*\n.*?^[ \t]*{re.escape(END)}[^\n]*(\n|$)",
     flags=re.MULTILINE | re.DOTALL,
@@ -110,8 +109,6 @@ def exercise_notebook(solution, path: str, settings: dict):
     nb = copy.deepcopy(solution)
     cells = []
     for cell in nb.cells:
-        if SOLUTION_ONLY_TAG in _tags(cell):
-            continue
         if cell.cell_type == "code":
             cell.source = stub_solutions(cell.source)
             cell.outputs = []
