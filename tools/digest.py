@@ -43,7 +43,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE_DIR = ROOT / "helpers"
+PACKAGE_DIR = ROOT / "helpers" / "bert_workbook"
 PACKAGE = "bert_workbook"
 METADATA_KEY = "bert_workbook"
 # Libraries whose numbers or printing reach the stored outputs, and the offline assets' packages.

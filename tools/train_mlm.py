@@ -3,7 +3,7 @@
 The embedded encoder (all-MiniLM-L6-v2) was never trained to predict masked tokens. This script
 continues its training with BERT's masked-LM objective on the course corpora, keeping the word
 embeddings frozen (the output layer is tied to them, as in BERT), and writes the weights that
-changed to ``helpers/weights/`` as float16 safetensors. ``bert_workbook.assets.load_masked_lm`` puts
+changed to ``helpers/bert_workbook/weights/`` as float16 safetensors. ``bert_workbook.assets.load_masked_lm`` puts
 them on top of the installed encoder.
 
     python tools/train_mlm.py --minutes 60 --threads 2
@@ -25,7 +25,7 @@ from bert_workbook.env import seed_everything
 from bert_workbook.masking import mask_tokens
 from bert_workbook.mlm import accuracy_by_status, masked_lm_loss, special_tokens_mask, token_windows
 
-OUT_DIR = Path(__file__).resolve().parents[1] / "helpers" / "weights"
+OUT_DIR = Path(__file__).resolve().parents[1] / "helpers" / "bert_workbook" / "weights"
 
 
 def main() -> None:

