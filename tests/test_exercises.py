@@ -12,7 +12,7 @@ EXERCISES = {name: value for module in (ex01, ex02, ex03, ex04, ex05, ex06, ex07
 
 def test_every_notebook_module_has_its_exercises():
     assert set(EXERCISES) == {"wordpiece", "first_subword_mask", "mask_tokens", "embeddings", "attention",
-                              "cls_classifier", "training_step", "oversample", "focal_loss", "align_labels",
+                              "cls_classifier", "training_step", "oversample", "macro_f1", "focal_loss", "align_labels",
                               "factorized_embeddings"}
 
 
@@ -56,3 +56,43 @@ def test_hints_and_solution(name, capsys):
     assert f"Hint {len(exercise.hints)} of {len(exercise.hints)}" in out
     exercise.solution()
     assert exercise.reference.__name__ in capsys.readouterr().out
+
+
+def test_macro_f1_reference_agrees_with_scikit_learn_and_names_the_slips():
+    import numpy as np
+    import torch
+    from sklearn.metrics import f1_score
+
+    from bert_workbook import ex05
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        k = int(rng.integers(2, 6))
+        y_true, y_pred = rng.integers(0, k, 300), rng.integers(0, k, 300)
+        y_pred[rng.random(300) < 0.5] = 0  # often one class dominates
+        confusion = np.zeros((k, k), dtype=int)
+        np.add.at(confusion, (y_true, y_pred), 1)
+        expected = f1_score(y_true, y_pred, average="macro", labels=list(range(k)), zero_division=0)
+        assert abs(ex05.macro_f1_from_confusion(confusion) - expected) < 1e-12
+    def per_class_f1(m):
+        tp = np.diag(m)
+        return 2 * tp / (m.sum(0) + m.sum(1))  # 2 TP / (2 TP + FP + FN); no class here is empty
+
+    slips = {
+        "accuracy": lambda m: np.trace(m) / m.sum(),
+        "weighted by support": lambda m: float((per_class_f1(m) * m.sum(1)).sum() / m.sum()),
+        "the last class only": lambda m: float(per_class_f1(m)[-1]),
+    }
+    for name, slip in slips.items():
+        result = ex05.macro_f1.check(slip)
+        assert not result.passed and "that is the" in result.message, (name, result)
+
+    def nan_for_unpredicted(m):
+        tp = np.diag(m)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision, recall = tp / m.sum(0), tp / m.sum(1)
+        return float((2 * precision * recall / (precision + recall)).mean())
+
+    assert "NaN" in ex05.macro_f1.check(nan_for_unpredicted).message
+    for kind in (np.float32, np.float64, torch.tensor, lambda x: np.array(x)):  # any right number passes
+        assert ex05.macro_f1.check(lambda m, kind=kind: kind(ex05.macro_f1_from_confusion(m))).passed

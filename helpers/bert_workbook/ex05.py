@@ -77,3 +77,103 @@ oversample = Exercise(
     ),
     reference=_imbalance.oversample_minority,
 )
+
+
+def macro_f1_from_confusion(confusion) -> float:
+    """Macro-F1 from a confusion matrix (rows: true class, columns: predicted class): each
+    class's F1 = 2 TP / (2 TP + FP + FN), then the plain mean over the classes, so a rare class
+    counts as much as a common one. A class that is neither true nor predicted anywhere has no
+    F1; it counts as 0, as scikit-learn's ``zero_division=0`` does."""
+    import numpy as np
+
+    matrix = np.asarray(confusion, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
+        raise ValueError(f"expected a square confusion matrix of 2 or more classes, got shape {matrix.shape}")
+    tp = np.diag(matrix)
+    fp = matrix.sum(0) - tp  # predicted as the class, truly another
+    fn = matrix.sum(1) - tp  # truly the class, predicted as another
+    denominator = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    return float(f1.mean())
+
+
+MACRO_F1_NAME = "Exercise (macro_f1_from_confusion)"
+
+
+def _macro_f1_cases():
+    """Confusion matrices: the collapse of section 2, a healthy model, three and four classes, a
+    class that is never predicted."""
+    import numpy as np
+
+    rng = np.random.default_rng(HELD_OUT_SEED)
+    return [
+        ("one label for everything (2 classes)", np.array([[426, 0], [426, 0]])),
+        ("a healthy binary model", np.array([[350, 76], [61, 365]])),
+        ("three classes, one never predicted", np.array([[50, 10, 0], [5, 40, 0], [7, 8, 0]])),
+        ("four unbalanced classes", rng.integers(0, 60, size=(4, 4)) + np.diag([200, 30, 90, 5])),
+    ]
+
+
+def _macro_f1_mistakes(matrix) -> dict:
+    """What the usual wrong answers compute for ``matrix``."""
+    import numpy as np
+
+    m = matrix.astype(np.float64)
+    tp, predicted, true = np.diag(m), m.sum(0), m.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision, recall = tp / predicted, tp / true
+        f1 = np.nan_to_num(2 * tp / (2 * tp + (predicted - tp) + (true - tp)))
+    return {
+        "that is the accuracy (micro-F1): macro-F1 averages the per-class F1 scores": tp.sum() / m.sum(),
+        "that is the F1 weighted by each class's support; macro-F1 gives every class the same weight":
+            float((f1 * true).sum() / true.sum()),
+        "that is the F1 of the last class only; macro-F1 is the mean over every class": f1[-1],
+        "that is the mean of precision and recall; F1 is their harmonic mean, 2PR / (P + R)":
+            float(np.nan_to_num((precision + recall) / 2).mean()),
+    }
+
+
+def check_macro_f1(fn) -> CheckResult:
+    """``fn(confusion)`` must equal :func:`macro_f1_from_confusion` (and scikit-learn's macro
+    F1) on every case of ``_macro_f1_cases``; it names the usual slips."""
+
+    hint = "call macro_f1.hint() for a nudge, again for more."
+    lines = []
+    for what, matrix in _macro_f1_cases():
+        expected = macro_f1_from_confusion(matrix)
+        out, failed = call_or_verdict(MACRO_F1_NAME, fn, matrix.copy())
+        if failed is not None:
+            return failed
+        try:
+            got = float(out.item() if hasattr(out, "item") else out)
+        except Exception:  # not a number
+            return CheckResult(MACRO_F1_NAME, False, f"{what}: expected a number, got {type(out).__name__}.", hint)
+        if math.isnan(got):
+            return CheckResult(MACRO_F1_NAME, False, f"{what}: your function returned NaN. A class that is never "
+                               "predicted has precision 0 / 0.", "count that class's F1 as 0, or compute "
+                               "F1 = 2 TP / (2 TP + FP + FN), which does not divide by zero there.")
+        if math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-7):  # float32 answers too
+            lines.append(f"{what}: {got:.4f}")
+            continue
+        for mistake, value in _macro_f1_mistakes(matrix).items():
+            if math.isclose(got, float(value), rel_tol=1e-6, abs_tol=1e-7):
+                return CheckResult(MACRO_F1_NAME, False, f"{what}: got {got:.4f}, expected {expected:.4f}: "
+                                   f"{mistake}.", hint)
+        return CheckResult(MACRO_F1_NAME, False, f"{what}: got {got:.4f}, expected {expected:.4f}.", hint)
+    return CheckResult(MACRO_F1_NAME, True, "equal to the reference (and to scikit-learn's macro F1) on:\n  "
+                       + "\n  ".join(lines))
+
+
+macro_f1 = Exercise(
+    name=MACRO_F1_NAME,
+    checker=check_macro_f1,
+    hints=(
+        "Rows are the true class, columns the predicted one. For class c: TP is the diagonal entry, "
+        "FP the rest of column c, FN the rest of row c.",
+        "F1 of class c = 2 TP / (2 TP + FP + FN) (the harmonic mean of precision and recall), 0 "
+        "when that denominator is 0.",
+        "Macro-F1 is the plain mean of the per-class F1 scores: every class weighs the same, "
+        "however rare. With numpy: tp = np.diag(m); fp = m.sum(0) - tp; fn = m.sum(1) - tp.",
+    ),
+    reference=macro_f1_from_confusion,
+)
