@@ -11,7 +11,7 @@ EXERCISES = {name: value for module in (ex01, ex02, ex03, ex04, ex05, ex06, ex07
 
 
 def test_every_notebook_module_has_its_exercises():
-    assert set(EXERCISES) == {"wordpiece", "first_subword_mask", "mask_tokens", "embeddings", "attention",
+    assert set(EXERCISES) == {"wordpiece", "first_subword_mask", "mask_tokens", "embeddings", "attention", "mlm_loss",
                               "cls_classifier", "training_step", "oversample", "macro_f1", "focal_loss", "align_labels",
                               "factorized_embeddings"}
 
@@ -96,3 +96,20 @@ def test_macro_f1_reference_agrees_with_scikit_learn_and_names_the_slips():
     assert "NaN" in ex05.macro_f1.check(nan_for_unpredicted).message
     for kind in (np.float32, np.float64, torch.tensor, lambda x: np.array(x)):  # any right number passes
         assert ex05.macro_f1.check(lambda m, kind=kind: kind(ex05.macro_f1_from_confusion(m))).passed
+
+
+def test_masked_lm_loss_check_names_its_slips():
+    import torch
+
+    from bert_workbook import ex02
+
+    for name in ex02._mlm_loss_mistakes(*ex02._mlm_loss_cases()[0][1:]):
+        def slip(logits, labels, name=name):
+            return ex02._mlm_loss_mistakes(logits, labels)[name]
+        result = ex02.mlm_loss.check(slip)
+        assert not result.passed and name in result.message, result
+    no_gradient = ex02.mlm_loss.check(lambda z, y: torch.tensor(float(ex02.masked_lm_loss_from_logits(z, y).detach())))
+    assert not no_gradient.passed and "gradient" in no_gradient.message
+    unmasked = ex02.mlm_loss.check(lambda z, y: torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]),
+                                                                                  y.reshape(-1).clamp_min(0)))
+    assert not unmasked.passed

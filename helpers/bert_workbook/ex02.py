@@ -194,3 +194,97 @@ mask_tokens = Exercise(
     ),
     reference=_masking.mask_tokens,
 )
+
+
+def masked_lm_loss_from_logits(logits, labels):
+    """The masked-LM loss: cross-entropy over the vocabulary, averaged over the positions whose
+    label is not -100 (the selected ones) and only those. ``logits`` (batch, length, vocab),
+    ``labels`` (batch, length)."""
+    import torch
+
+    selected = labels != -100
+    return torch.nn.functional.cross_entropy(logits[selected], labels[selected])
+
+
+MLM_LOSS_NAME = "Exercise (masked_lm_loss)"
+
+
+def _mlm_loss_cases():
+    import torch
+
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    cases = []
+    for shape, share in (((4, 16, 50), 0.15), ((2, 5, 7), 0.5), ((3, 12, 30), 0.05)):
+        logits = torch.randn(shape, generator=generator) * 3
+        labels = torch.randint(shape[-1], shape[:2], generator=generator)
+        keep = torch.rand(shape[:2], generator=generator) < share
+        keep[0, 1] = True  # at least one selected position
+        cases.append((f"logits {shape}, {int(keep.sum())} selected positions",
+                      logits, torch.where(keep, labels, torch.full_like(labels, -100))))
+    return cases
+
+
+def _mlm_loss_mistakes(logits, labels) -> dict:
+    import torch
+
+    selected = labels != -100
+    per_position = torch.nn.functional.cross_entropy(logits[selected], labels[selected], reduction="none")
+    over_positions = -torch.log_softmax(logits, dim=1).gather(-1, labels.clamp_min(0)[..., None])[..., 0]
+    return {
+        "the loss was averaged over every position, selected or not; average over the selected ones only":
+            per_position.sum() / labels.numel(),
+        "the loss was summed over the selected positions; the masked-LM loss is their mean": per_position.sum(),
+        "the softmax ran over the positions (dim=1); it runs over the vocabulary, the last axis":
+            over_positions[selected].mean(),
+    }
+
+
+def check_masked_lm_loss(fn) -> CheckResult:
+    """``fn(logits, labels)`` must equal ``cross_entropy(..., ignore_index=-100)`` over the
+    vocabulary on three cases, return a tensor that carries the gradient, and leave its inputs
+    alone."""
+    import torch
+
+    hint = "call mlm_loss.hint() for a nudge, again for more."
+    lines = []
+    for what, logits, labels in _mlm_loss_cases():
+        expected = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                     ignore_index=-100)
+        leaf = logits.clone().requires_grad_(True)
+        out, failed = call_or_verdict(MLM_LOSS_NAME, fn, leaf, labels.clone())
+        if failed is not None:
+            return failed
+        if not isinstance(out, torch.Tensor) or out.numel() != 1:
+            return CheckResult(MLM_LOSS_NAME, False, f"{what}: expected the loss as a one-number tensor, got "
+                               f"{type(out).__name__}{tuple(getattr(out, 'shape', ()))}.", hint)
+        got = float(out.detach().reshape(()))
+        if not torch.isfinite(out.detach()).all():
+            return CheckResult(MLM_LOSS_NAME, False, f"{what}: your loss is {got}: did a -100 label reach "
+                               "the cross-entropy, or a log of 0?", hint)
+        if abs(got - float(expected)) > 1e-5 * max(1.0, abs(float(expected))):
+            for mistake, value in _mlm_loss_mistakes(logits, labels).items():
+                if abs(got - float(value)) <= 1e-5 * max(1.0, abs(float(value))):
+                    return CheckResult(MLM_LOSS_NAME, False, f"{what}: got {got:.4f}, expected "
+                                       f"{float(expected):.4f}: {mistake}.", hint)
+            return CheckResult(MLM_LOSS_NAME, False, f"{what}: got {got:.4f}, expected {float(expected):.4f}.", hint)
+        if not out.requires_grad:
+            return CheckResult(MLM_LOSS_NAME, False, "the value is right, but the loss carries no gradient "
+                               "(.item(), numpy or a new tensor?): training needs the tensor itself.", hint)
+        lines.append(f"{what}: {got:.4f}")
+    return CheckResult(MLM_LOSS_NAME, True, "equal to cross_entropy(ignore_index=-100) over the vocabulary, "
+                       "with its gradient, on:\n  " + "\n  ".join(lines))
+
+
+mlm_loss = Exercise(
+    name=MLM_LOSS_NAME,
+    checker=check_masked_lm_loss,
+    hints=(
+        "Only the selected positions carry a loss: their label is the original token id, every "
+        "other position's label is -100.",
+        "Keep the selected positions: selected = labels != -100; logits[selected] has shape "
+        "(positions, vocab) and labels[selected] (positions,).",
+        "Return torch.nn.functional.cross_entropy(logits[selected], labels[selected]): the mean "
+        "over the selected positions, as a tensor (no .item()).",
+    ),
+    reference=masked_lm_loss_from_logits,
+)
