@@ -64,17 +64,23 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     return (out, weights) if return_weights else out
 
 
+def project_heads(layer, hidden: torch.Tensor):
+    """A BERT layer's queries, keys and values for ``hidden``, split into heads: three
+    ``(batch, heads, length, d)`` tensors."""
+    self_attention = layer.attention.self
+    heads = self_attention.num_attention_heads
+    return tuple(split_heads(projection(hidden), heads)
+                 for projection in (self_attention.query, self_attention.key, self_attention.value))
+
+
 def encoder_layer_by_hand(layer, hidden: torch.Tensor, attention_mask=None) -> dict[str, torch.Tensor]:
     """One BERT encoder ``layer`` (e.g. ``model.encoder.layer[0]``) computed step by step from
     its weights, as in eval mode (no dropout). Returns the named steps: ``q``, ``k``, ``v``
     (per head), ``weights`` (attention), ``context`` (heads merged), ``attention output``
     (after the output projection, residual and LayerNorm) and ``output`` (after the
     feed-forward block, its residual and LayerNorm): the layer's output."""
-    self_attention, attention_output = layer.attention.self, layer.attention.output
-    heads = self_attention.num_attention_heads
-    q = split_heads(self_attention.query(hidden), heads)
-    k = split_heads(self_attention.key(hidden), heads)
-    v = split_heads(self_attention.value(hidden), heads)
+    attention_output = layer.attention.output
+    q, k, v = project_heads(layer, hidden)
     per_head, weights = scaled_dot_product_attention(q, k, v, attention_mask, return_weights=True)
     context = merge_heads(per_head)
     after_attention = attention_output.LayerNorm(attention_output.dense(context) + hidden)
@@ -91,10 +97,7 @@ def attention_maps(encoder, input_ids, attention_mask) -> torch.Tensor:
     hidden = encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
     maps = []
     for layer, entering in zip(encoder.encoder.layer, hidden[:-1]):
-        self_attention = layer.attention.self
-        heads = self_attention.num_attention_heads
-        q, k, v = (split_heads(projection(entering), heads)
-                   for projection in (self_attention.query, self_attention.key, self_attention.value))
+        q, k, v = project_heads(layer, entering)
         maps.append(scaled_dot_product_attention(q, k, v, attention_mask, return_weights=True)[1])
     return torch.stack(maps)
 

@@ -12,6 +12,7 @@ from bert_workbook.exercise import (
     Exercise,
     call_or_verdict,
 )
+from bert_workbook.masking import IGNORE_INDEX
 
 MASKING_SIGMAS = 4.5  # a correct implementation fails a bound about once in 150,000 runs
 
@@ -50,7 +51,7 @@ def check_mask_tokens(fn, seed: int = 0) -> CheckResult:
     """
     import torch
 
-    from bert_workbook.masking import IGNORE_INDEX, binomial_bound, corruption_counts
+    from bert_workbook.masking import binomial_bound, corruption_counts
 
     exercise = "Exercise (mask_tokens)"
     ids, special = masking_batch()
@@ -146,7 +147,7 @@ def _masking_parameters_used(fn, exercise: str) -> list[str]:
     (hard-coding BERT's 0.15, 30522 or 103): one run on a synthetic batch with other values."""
     import torch
 
-    from bert_workbook.masking import IGNORE_INDEX, binomial_bound
+    from bert_workbook.masking import binomial_bound
 
     generator = torch.Generator().manual_seed(HELD_OUT_SEED)
     vocab_size, mask_id, probability = 1000, 7, 0.4
@@ -202,7 +203,7 @@ def masked_lm_loss_from_logits(logits, labels):
     ``labels`` (batch, length)."""
     import torch
 
-    selected = labels != -100
+    selected = labels != IGNORE_INDEX
     return torch.nn.functional.cross_entropy(logits[selected], labels[selected])
 
 
@@ -220,14 +221,14 @@ def _mlm_loss_cases():
         keep = torch.rand(shape[:2], generator=generator) < share
         keep[0, 1] = True  # at least one selected position
         cases.append((f"logits {shape}, {int(keep.sum())} selected positions",
-                      logits, torch.where(keep, labels, torch.full_like(labels, -100))))
+                      logits, torch.where(keep, labels, torch.full_like(labels, IGNORE_INDEX))))
     return cases
 
 
 def _mlm_loss_mistakes(logits, labels) -> dict:
     import torch
 
-    selected = labels != -100
+    selected = labels != IGNORE_INDEX
     per_position = torch.nn.functional.cross_entropy(logits[selected], labels[selected], reduction="none")
     over_positions = -torch.log_softmax(logits, dim=1).gather(-1, labels.clamp_min(0)[..., None])[..., 0]
     return {
@@ -249,7 +250,7 @@ def check_masked_lm_loss(fn) -> CheckResult:
     lines = []
     for what, logits, labels in _mlm_loss_cases():
         expected = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                                     ignore_index=-100)
+                                                     ignore_index=IGNORE_INDEX)
         leaf = logits.clone().requires_grad_(True)
         out, failed = call_or_verdict(MLM_LOSS_NAME, fn, leaf, labels.clone())
         if failed is not None:
@@ -281,7 +282,7 @@ mlm_loss = Exercise(
     hints=(
         "Only the selected positions carry a loss: their label is the original token id, every "
         "other position's label is -100.",
-        "Keep the selected positions: selected = labels != -100; logits[selected] has shape "
+        "Keep the selected positions: selected = labels != IGNORE_INDEX; logits[selected] has shape "
         "(positions, vocab) and labels[selected] (positions,).",
         "Return torch.nn.functional.cross_entropy(logits[selected], labels[selected]): the mean "
         "over the selected positions, as a tensor (no .item()).",
