@@ -90,8 +90,6 @@ def check_attention(fn) -> CheckResult:
     """``fn(q, k, v, attention_mask)`` must equal ``torch.nn.functional.scaled_dot_product_attention``
     with the mask on the keys, within ``ATTENTION_TOLERANCE``, on every case of ``ATTENTION_CASES``."""
     hint = "call attention.hint() for a nudge, again for more."
-    if not callable(fn):
-        return CheckResult(ATTENTION_NAME, False, f"expected a function, got {type(fn).__name__}.", hint)
     lines = []
     for i, (shape, lengths) in enumerate(ATTENTION_CASES):
         q, k, v, mask = _case_tensors(shape, lengths, seed=100 + i)
