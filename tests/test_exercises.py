@@ -113,3 +113,35 @@ def test_masked_lm_loss_check_names_its_slips():
     unmasked = ex02.mlm_loss.check(lambda z, y: torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]),
                                                                                   y.reshape(-1).clamp_min(0)))
     assert not unmasked.passed
+
+
+def test_embeddings_check_names_each_slip_of_its_catalogue():
+    from bert_workbook import ex03
+
+    model, ids, types = ex03._embedding_cases()[0][1:]
+    for name in ex03._embedding_mistakes(model, ids, types):
+        def slip(model, ids, types, name=name):
+            import torch
+            with torch.no_grad():
+                return ex03._embedding_mistakes(model, ids, types)[name]
+        result = ex03.embeddings.check(slip)
+        assert not result.passed and name in result.message, (name, result)
+
+
+def test_alignment_check_names_the_shift_past_cls():
+    from bert_workbook import ex07
+
+    def after_cls(labels, word_ids, **kwargs):
+        return [-100] + [labels[i] if i < len(labels) else -100 for i in range(len(word_ids) - 1)]
+
+    result = ex07.align_labels.check(after_cls)
+    assert not result.passed and "after [CLS]" in result.message, result
+
+
+def test_hints_name_the_module_a_learner_types():
+    from bert_workbook import ex02, ex03, ex05
+
+    for module, name in [(ex02, "mlm_loss"), (ex03, "attention"), (ex05, "macro_f1")]:
+        exercise = getattr(module, name)
+        result = exercise.check(lambda *args, **kwargs: args[0] * 0 + 1)  # a wrong answer of the right type
+        assert f"{module.__name__.rsplit('.', 1)[1]}.{name}.hint()" in str(result), result

@@ -158,3 +158,11 @@ def test_check_factorized_embeddings_passes_the_reference_and_names_mistakes():
         result = checks.check_factorized_embeddings(slip)
         assert not result and words in result.message, (words, result)
     assert not checks.check_factorized_embeddings(lambda v, e, h: v * e + e * h + h + 1)
+
+
+def test_one_entry_per_model_holds_everything_the_course_knows():
+    assert family.FAMILY == tuple(family.MEMBERS)
+    for name, member in family.MEMBERS.items():
+        assert family.PUBLISHED_PARAMETERS[name] == (member.published_millions, member.parameters_source)
+        assert family.CITED_MNLI[name] == (member.mnli, member.mnli_source)
+        assert type(family.family_config(name)).__name__ == member.config_class

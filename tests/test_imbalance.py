@@ -160,3 +160,11 @@ def test_oversample_check_passes_reference_and_names_mistakes(wrong, words):
     assert checks.check_oversample(imbalance.oversample_minority).passed
     result = checks.check_oversample(wrong)
     assert not result.passed and words in str(result), str(result)
+
+
+def test_balanced_class_weights_agree_with_scikit_learn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = [0] * 7 + [1] * 2 + [2]
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=np.array(labels))
+    assert np.allclose(imbalance.balanced_class_weights(labels, 3).numpy(), expected)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bert_workbook import checks
+from bert_workbook import checks, losses
 from bert_workbook.losses import FocalLoss
 from bert_workbook.noise import add_frequent_token_noise, add_neftune_noise
 
@@ -242,3 +242,17 @@ def test_focal_check_answers_anything_without_raising():
     for answer in (None, 3, "focal", lambda *a, **k: None, lambda *a, **k: torch.zeros(2)):
         result = checks.check_focal_loss(answer)
         assert not result.passed
+
+
+def test_focal_loss_takes_classes_second_when_told_even_when_length_equals_classes():
+    torch.manual_seed(0)
+    logits, target = torch.randn(4, 3, 3), torch.randint(3, (4, 3))  # (N, C, L) with L == C
+    expected = torch.nn.functional.cross_entropy(logits, target)
+    assert torch.allclose(losses.FocalLoss(gamma=0, class_dim=1)(logits, target), expected)
+    assert not torch.allclose(losses.FocalLoss(gamma=0)(logits, target), expected)  # read as (N, L, C)
+    with pytest.raises(ValueError, match="class_dim=1"):
+        losses.FocalLoss(gamma=0)(torch.randn(4, 3, 5), torch.randint(3, (4, 5)))
+    with pytest.raises(ValueError, match="class_dim"):
+        losses.FocalLoss(class_dim=2)
+    none = losses.focal_loss(logits, target, gamma=2, reduction="none", class_dim=1)
+    assert none.shape == target.shape

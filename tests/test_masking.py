@@ -172,3 +172,14 @@ def test_check_requires_clear_errors_for_bad_arguments():
     assert not result.passed
     assert "mlm_probability=1.5 was accepted" in str(result)
     assert "another shape was accepted" in str(result)
+
+
+def test_binomial_bound_is_the_exact_central_interval():
+    from scipy.stats import binom
+
+    # few draws: the exact interval, not the normal approximation's
+    low, high = binom.interval(1 - 6.795e-6, 20, 0.1)
+    assert masking.binomial_bound(0.1, 20) == pytest.approx(max(0.1 - low / 20, high / 20 - 0.1))
+    assert masking.binomial_bound(0.15, 100_000) == pytest.approx(4.5 * (0.15 * 0.85 / 100_000) ** 0.5, rel=0.02)
+    with pytest.raises(ValueError, match="positive int"):
+        masking.binomial_bound(0.5, 2.5)

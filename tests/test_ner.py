@@ -1,5 +1,7 @@
 """Label alignment, word-level decoding and BIO spans (notebook 07)."""
 
+import warnings
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -197,3 +199,14 @@ def test_entities_html_marks_the_spans():
     assert out.index("Mt. Sanitas") < out.index("&lt;Sunshine&gt; Canyon") and out.count("<mark") == 2
     with pytest.raises(ValueError, match="overlaps"):
         entities_html("abc", [("LOC", 0, 2), ("PER", 1, 3)])
+
+
+def test_a_word_that_becomes_no_token_is_reported_not_dropped_silently(tokenizer):
+    words, labels = ["Paris", "\u200b", "Hilton"], [5, 1, 2]
+    word_ids = tokenizer(words, is_split_into_words=True).word_ids()
+    assert 1 not in word_ids  # the zero-width space is no token
+    with pytest.warns(UserWarning, match=r"words \[1\] became no tokens"):
+        ner.align_labels_to_tokens(labels, word_ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # truncation (words cut off at the end) is not reported
+        ner.align_labels_to_tokens(labels, word_ids[:2] + [None])

@@ -87,13 +87,6 @@ def test_tokenize_dataset_rejects_empty_or_missing_column(tokenizer):
         training.tokenize_dataset(Dataset.from_dict({"sentence": ["a"]}), tokenizer)
 
 
-def test_linear_warmup_decay_shape():
-    values = [training.linear_warmup_decay(s, 100, 10) for s in range(100)]
-    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
-    assert values[10] == pytest.approx(1.0) and values[-1] == pytest.approx(1 / 90)
-    assert all(a >= b for a, b in zip(values[9:], values[10:]))
-
-
 def test_classification_metrics_values_and_bad_input():
     metrics = training.classification_metrics([0, 0, 1, 1], [0, 0, 0, 1], 2)
     assert metrics["accuracy"] == 0.75 and metrics["recall"] == [1.0, 0.5]

@@ -246,7 +246,7 @@ def check_masked_lm_loss(fn) -> CheckResult:
     alone."""
     import torch
 
-    hint = "call mlm_loss.hint() for a nudge, again for more."
+    hint = "call ex02.mlm_loss.hint() for a nudge, again for more."
     lines = []
     for what, logits, labels in _mlm_loss_cases():
         expected = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),

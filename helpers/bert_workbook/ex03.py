@@ -89,7 +89,7 @@ def _as_output(out):
 def check_attention(fn) -> CheckResult:
     """``fn(q, k, v, attention_mask)`` must equal ``torch.nn.functional.scaled_dot_product_attention``
     with the mask on the keys, within ``ATTENTION_TOLERANCE``, on every case of ``ATTENTION_CASES``."""
-    hint = "call attention.hint() for a nudge, again for more."
+    hint = "call ex03.attention.hint() for a nudge, again for more."
     lines = []
     for i, (shape, lengths) in enumerate(ATTENTION_CASES):
         q, k, v, mask = _case_tensors(shape, lengths, seed=100 + i)

@@ -137,7 +137,7 @@ def check_macro_f1(fn) -> CheckResult:
     """``fn(confusion)`` must equal :func:`macro_f1_from_confusion` (and scikit-learn's macro
     F1) on every case of ``_macro_f1_cases``; it names the usual slips."""
 
-    hint = "call macro_f1.hint() for a nudge, again for more."
+    hint = "call ex05.macro_f1.hint() for a nudge, again for more."
     lines = []
     for what, matrix in _macro_f1_cases():
         expected = macro_f1_from_confusion(matrix)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from bert_workbook import ner as _ner
 from bert_workbook.exercise import (
     CheckResult,
@@ -61,8 +59,6 @@ def check_align_labels(fn) -> CheckResult:
     hint = ("walk over word_ids: None -> -100; a word id different from the previous token's -> "
             "that word's label; the same word id again -> -100, or (label_all_subwords) the "
             "word's label with b_to_i applied, so B-X becomes I-X.")
-    if not callable(fn):
-        return CheckResult(exercise, False, f"expected a function, got {type(fn).__name__}.", hint)
     tokenizer = load_tokenizer("embedded")
     conll_b_to_i = b_to_i_ids(CONLL_TAGS)
     # a tag set numbered differently from CoNLL's (B-X is not I-X minus one): the b_to_i given
@@ -75,8 +71,8 @@ def check_align_labels(fn) -> CheckResult:
     cases.append((*other, b_to_i_ids(other_tags)))
     for what, labels, word_ids, every, b_to_i in cases:
         expected = align_labels_to_tokens(labels, word_ids, label_all_subwords=every, b_to_i=b_to_i)
-        got, failed = call_or_verdict(exercise, functools.partial(
-            fn, list(labels), list(word_ids), label_all_subwords=every, b_to_i=b_to_i))
+        got, failed = call_or_verdict(exercise, fn, list(labels), list(word_ids),
+                                      label_all_subwords=every, b_to_i=b_to_i)
         if failed is not None:
             return failed
         values = as_list(got)

@@ -51,13 +51,13 @@ class CheckResult:
         )
 
 
-def call_or_verdict(exercise: str, fn, *args):
-    """Run ``fn(*args)``; return ``(output, None)`` or ``(None, failing CheckResult)``."""
+def call_or_verdict(exercise: str, fn, *args, **kwargs):
+    """Run ``fn(*args, **kwargs)``; return ``(output, None)`` or ``(None, failing CheckResult)``."""
     if not callable(fn):
         return None, CheckResult(exercise, False, f"expected a function, got {type(fn).__name__}.",
                                  "define the function in the cell above, run that cell, then pass it here.")
     try:
-        return fn(*args), None
+        return fn(*args, **kwargs), None
     except NotImplementedError:
         return None, CheckResult(
             exercise, False, "not implemented yet.", "replace the `raise NotImplementedError`."

@@ -9,55 +9,76 @@ compute exactly as fast as trained ones, so the speed figures hold for the real 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
+from torch.utils import benchmark
 
 from bert_workbook import env
 
-# The configurations of the published base checkpoints (their config.json files on the Hugging
-# Face Hub), written out so that they build offline. Each entry: (config class, arguments).
-_CONFIGS: dict[str, tuple[str, dict]] = {
-    "BERT-base": ("BertConfig", {}),
-    "RoBERTa-base": ("RobertaConfig", dict(vocab_size=50265, max_position_embeddings=514,
-                                           type_vocab_size=1, pad_token_id=1, bos_token_id=0,
-                                           eos_token_id=2, layer_norm_eps=1e-5)),
-    "DistilBERT": ("DistilBertConfig", {}),
-    "ALBERT-base-v2": ("AlbertConfig", dict(vocab_size=30000, embedding_size=128, hidden_size=768,
-                                            num_hidden_layers=12, num_attention_heads=12,
-                                            intermediate_size=3072, hidden_act="gelu_new")),
-    "DeBERTa-base": ("DebertaConfig", dict(vocab_size=50265, relative_attention=True,
-                                           max_relative_positions=-1, pos_att_type=["c2p", "p2c"],
-                                           position_biased_input=False, type_vocab_size=0,
-                                           layer_norm_eps=1e-7)),
-    "DeBERTa-v3-base": ("DebertaV2Config", dict(vocab_size=128100, hidden_size=768,
-                                                num_hidden_layers=12, num_attention_heads=12,
-                                                intermediate_size=3072, relative_attention=True,
-                                                position_buckets=256, norm_rel_ebd="layer_norm",
-                                                share_att_key=True, pos_att_type=["p2c", "c2p"],
-                                                max_relative_positions=-1, type_vocab_size=0,
-                                                position_biased_input=False, layer_norm_eps=1e-7)),
-    "ELECTRA-small": ("ElectraConfig", {}),  # the discriminator; the library default is "small"
-    "ELECTRA-base": ("ElectraConfig", dict(embedding_size=768, hidden_size=768,
-                                           num_attention_heads=12, intermediate_size=3072)),
-    "ModernBERT-base": ("ModernBertConfig", {}),  # the library default is the base model
-}
 
-FAMILY = tuple(_CONFIGS)
+@dataclass(frozen=True)
+class Member:
+    """One model of the family: how to build its configuration offline (the published base
+    checkpoint's config.json on the Hugging Face Hub, written out), and what its authors
+    published about it (cited, not measured here)."""
+
+    config_class: str
+    config_arguments: dict = field(default_factory=dict)
+    published_millions: float | None = None  # parameters, as published
+    parameters_source: str = ""
+    mnli: float | None = None  # MNLI matched accuracy (%), as published
+    mnli_source: str = "not cited here"
+
+
+MEMBERS: dict[str, Member] = {
+    "BERT-base": Member("BertConfig", {}, 110, "Devlin et al. 2019, BERT",
+                        84.6, "test set; Devlin et al. 2019, Table 1"),
+    "RoBERTa-base": Member("RobertaConfig", dict(vocab_size=50265, max_position_embeddings=514,
+                                                 type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+                                                 eos_token_id=2, layer_norm_eps=1e-5),
+                           125, "Liu et al. 2019, RoBERTa",
+                           87.6, "dev set; DeBERTa-v3-base model card (from Liu et al. 2019)"),
+    "DistilBERT": Member("DistilBertConfig", {}, 66, "Sanh et al. 2019, DistilBERT",
+                         82.2, "dev set; Sanh et al. 2019, Table 1"),
+    "ALBERT-base-v2": Member("AlbertConfig", dict(vocab_size=30000, embedding_size=128, hidden_size=768,
+                                                  num_hidden_layers=12, num_attention_heads=12,
+                                                  intermediate_size=3072, hidden_act="gelu_new"),
+                             12, "Lan et al. 2020, ALBERT",
+                             84.6, "dev set; ALBERT repository README, v2 models"),
+    "DeBERTa-base": Member("DebertaConfig", dict(vocab_size=50265, relative_attention=True,
+                                                 max_relative_positions=-1, pos_att_type=["c2p", "p2c"],
+                                                 position_biased_input=False, type_vocab_size=0,
+                                                 layer_norm_eps=1e-7),
+                           140, "He et al. 2021, DeBERTa (the lecture notes' figure)",
+                           88.8, "dev set; DeBERTa-v3-base model card"),
+    "DeBERTa-v3-base": Member("DebertaV2Config", dict(vocab_size=128100, hidden_size=768,
+                                                      num_hidden_layers=12, num_attention_heads=12,
+                                                      intermediate_size=3072, relative_attention=True,
+                                                      position_buckets=256, norm_rel_ebd="layer_norm",
+                                                      share_att_key=True, pos_att_type=["p2c", "c2p"],
+                                                      max_relative_positions=-1, type_vocab_size=0,
+                                                      position_biased_input=False, layer_norm_eps=1e-7),
+                              184, "DeBERTa-v3-base model card: 86M backbone + 98M embeddings",
+                              90.6, "dev set; DeBERTa-v3-base model card"),
+    # the discriminator; the library default is "small"
+    "ELECTRA-small": Member("ElectraConfig", {}, 14, "Clark et al. 2020, ELECTRA"),
+    "ELECTRA-base": Member("ElectraConfig", dict(embedding_size=768, hidden_size=768,
+                                                 num_attention_heads=12, intermediate_size=3072),
+                           110, "Clark et al. 2020, ELECTRA",
+                           88.8, "dev set; DeBERTa-v3-base model card (from Clark et al. 2020)"),
+    # the library default is the base model
+    "ModernBERT-base": Member("ModernBertConfig", {}, 149, "Warner et al. 2024, ModernBERT"),
+}
+"""The family, in the order of the course's tables: one entry per model, everything the course
+knows about it in one place."""
+
+FAMILY = tuple(MEMBERS)
 """The models this module knows, in the order of the course's tables."""
 
 PUBLISHED_PARAMETERS: dict[str, tuple[float, str]] = {
-    "BERT-base": (110, "Devlin et al. 2019, BERT"),
-    "RoBERTa-base": (125, "Liu et al. 2019, RoBERTa"),
-    "DistilBERT": (66, "Sanh et al. 2019, DistilBERT"),
-    "ALBERT-base-v2": (12, "Lan et al. 2020, ALBERT"),
-    "DeBERTa-base": (140, "He et al. 2021, DeBERTa (the lecture notes' figure)"),
-    "DeBERTa-v3-base": (184, "DeBERTa-v3-base model card: 86M backbone + 98M embeddings"),
-    "ELECTRA-small": (14, "Clark et al. 2020, ELECTRA"),
-    "ELECTRA-base": (110, "Clark et al. 2020, ELECTRA"),
-    "ModernBERT-base": (149, "Warner et al. 2024, ModernBERT"),
-}
+    name: (m.published_millions, m.parameters_source) for name, m in MEMBERS.items()}
 """Parameter counts as their authors published them, in millions, with where they come from."""
 
 
@@ -65,10 +86,10 @@ def family_config(name: str):
     """The configuration of one family member (see ``FAMILY``), built offline."""
     import transformers
 
-    if name not in _CONFIGS:
+    if name not in MEMBERS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(FAMILY)}")
-    class_name, arguments = _CONFIGS[name]
-    return getattr(transformers, class_name)(**arguments)
+    member = MEMBERS[name]
+    return getattr(transformers, member.config_class)(**member.config_arguments)
 
 
 def architecture(config) -> dict:
@@ -160,11 +181,6 @@ def _check_sizes(**sizes: int) -> None:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @torch.inference_mode()
 def forward_seconds(model, batch_size: int, seq_len: int, *, repeats: int = 3, warmup: int = 1,
                     seed: int = 0) -> float:
@@ -187,14 +203,11 @@ def forward_seconds(model, batch_size: int, seq_len: int, *, repeats: int = 3, w
     mask = torch.ones_like(ids)
     for _ in range(warmup):
         model(input_ids=ids, attention_mask=mask)
-    _synchronize(device)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(input_ids=ids, attention_mask=mask)
-        _synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
+    # torch's timer synchronises CUDA around each run and pins the thread count
+    timer = benchmark.Timer("model(input_ids=ids, attention_mask=mask)",
+                            globals={"model": model, "ids": ids, "mask": mask},
+                            num_threads=torch.get_num_threads())
+    return min(timer.timeit(1).mean for _ in range(repeats))
 
 
 def speed_grid(builders: dict[str, Callable[[], torch.nn.Module]], batch_sizes: Sequence[int],
@@ -228,16 +241,6 @@ def speed_grid(builders: dict[str, Callable[[], torch.nn.Module]], batch_sizes: 
     return pd.DataFrame(rows)
 
 
-CITED_MNLI: dict[str, tuple[float | None, str]] = {
-    "BERT-base": (84.6, "test set; Devlin et al. 2019, Table 1"),
-    "RoBERTa-base": (87.6, "dev set; DeBERTa-v3-base model card (from Liu et al. 2019)"),
-    "DistilBERT": (82.2, "dev set; Sanh et al. 2019, Table 1"),
-    "ALBERT-base-v2": (84.6, "dev set; ALBERT repository README, v2 models"),
-    "DeBERTa-base": (88.8, "dev set; DeBERTa-v3-base model card"),
-    "DeBERTa-v3-base": (90.6, "dev set; DeBERTa-v3-base model card"),
-    "ELECTRA-small": (None, "not cited here"),
-    "ELECTRA-base": (88.8, "dev set; DeBERTa-v3-base model card (from Clark et al. 2020)"),
-    "ModernBERT-base": (None, "not cited here"),
-}
+CITED_MNLI: dict[str, tuple[float | None, str]] = {name: (m.mnli, m.mnli_source) for name, m in MEMBERS.items()}
 """MNLI matched accuracy (%) as published, not measured by this course: fine-tuning recipes,
 dev and test sets differ, so differences of a point or less say little."""

@@ -95,8 +95,14 @@ def undersample_majority(labels: Sequence[int], seed: int,
 def balanced_class_weights(labels: Sequence[int], num_labels: int) -> torch.Tensor:
     """Weights ``n / (num_labels * count_c)`` (scikit-learn's "balanced"): each class then
     contributes equally to a weighted cross-entropy. A class without examples gets weight 0."""
-    counts = class_counts(labels, num_labels).astype(np.float64)
-    weights = np.where(counts > 0, counts.sum() / (num_labels * np.maximum(counts, 1)), 0.0)
+    from sklearn.utils.class_weight import compute_class_weight
+
+    counts = class_counts(labels, num_labels)  # checks the labels
+    present = np.flatnonzero(counts)
+    y = np.repeat(np.arange(num_labels), counts)
+    weights = np.zeros(num_labels)
+    # scikit-learn divides by the number of classes present: rescale to all num_labels classes
+    weights[present] = compute_class_weight("balanced", classes=present, y=y) * len(present) / num_labels
     return torch.tensor(weights, dtype=torch.float32)
 
 
@@ -202,9 +208,9 @@ def diagnose_collapse(logits, y_true: Sequence[int], train_labels: Sequence[int]
     spread = float((logits - logits.mean(1, keepdim=True)).std(0).mean())
     auc = None
     if num_labels == 2 and 0 < true_counts[1] < len(y_true):
-        from sklearn.metrics import roc_auc_score
+        from bert_workbook.measure import binary_auc
 
-        auc = float(roc_auc_score(y_true, (logits[:, 1] - logits[:, 0]).numpy()))
+        auc = binary_auc((logits[:, 1] - logits[:, 0]).numpy(), y_true)
     shares = train_counts / train_counts.sum()
     prior_loss = float(-(shares[shares > 0] * np.log(shares[shares > 0])).sum())
     loss_first = loss_last = None

@@ -39,13 +39,19 @@ class FocalLoss(nn.Module):
     * ``reduction="mean"`` divides by the summed alpha of the counted targets (by their number
       without alpha), as ``cross_entropy(weight=alpha)`` does; ``"none"`` returns one loss per
       target (0 where ignored).
-    * Logits ``(N, C)`` with targets ``(N,)``, or ``(N, L, C)`` with ``(N, L)`` (classes last,
-      as Hugging Face token classifiers return them).
+    * Logits ``(N, C)`` with targets ``(N,)``, or ``(N, L, C)`` with ``(N, L)``: classes last, as
+      Hugging Face token classifiers return them (``class_dim=-1``). For PyTorch's own layout,
+      ``(N, C, L)`` as ``cross_entropy`` takes it, say ``class_dim=1``: the shapes alone cannot
+      tell the two apart when ``L == C``.
     """
 
     def __init__(self, gamma: float = 2.0, alpha: Sequence[float] | torch.Tensor | None = None,
-                 ignore_index: int = -100, reduction: str = "mean"):
+                 ignore_index: int = -100, reduction: str = "mean", class_dim: int = -1):
         super().__init__()
+        if class_dim not in (-1, 1):
+            raise ValueError(f"class_dim must be -1 (classes last) or 1 (classes second, as "
+                             f"cross_entropy takes them), got {class_dim!r}")
+        self.class_dim = class_dim
         if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 0):
             raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
         if reduction not in REDUCTIONS:
@@ -68,9 +74,15 @@ class FocalLoss(nn.Module):
         if target.is_floating_point() or target.dtype == torch.bool:
             raise TypeError(f"targets must be class indices (torch.long), got {target.dtype}: for one-hot or "
                             "soft targets take argmax(-1) first")
+        if logits.ndim == 3 and self.class_dim == 1:
+            logits = logits.transpose(1, 2)  # (N, C, L) -> (N, L, C)
         if logits.ndim not in (2, 3) or target.shape != logits.shape[:-1]:
-            raise ValueError(f"expected logits (N, C) with targets (N,), or (N, L, C) with (N, L); "
-                             f"got logits {tuple(logits.shape)} and targets {tuple(target.shape)}")
+            layout = "(N, C, L) with (N, L), class_dim=1" if self.class_dim == 1 else "(N, L, C) with (N, L)"
+            hint = ""
+            if self.class_dim == -1 and logits.ndim == 3 and target.shape == (logits.shape[0], logits.shape[2]):
+                hint = ": these look like (N, C, L) logits, classes second; pass class_dim=1"
+            raise ValueError(f"expected logits (N, C) with targets (N,), or {layout}; got logits "
+                             f"{tuple(logits.shape)} and targets {tuple(target.shape)}{hint}")
         num_classes = logits.shape[-1]
         if self.alpha is not None and len(self.alpha) != num_classes:
             raise ValueError(f"alpha has {len(self.alpha)} weights but the logits have {num_classes} classes")
@@ -96,6 +108,6 @@ class FocalLoss(nn.Module):
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
                alpha: Sequence[float] | torch.Tensor | None = None, ignore_index: int = -100,
-               reduction: str = "mean") -> torch.Tensor:
+               reduction: str = "mean", class_dim: int = -1) -> torch.Tensor:
     """The function form of :class:`FocalLoss` (same arguments, same checks)."""
-    return FocalLoss(gamma, alpha, ignore_index, reduction)(logits, target)
+    return FocalLoss(gamma, alpha, ignore_index, reduction, class_dim)(logits, target)

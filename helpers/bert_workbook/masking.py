@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 
+import numpy as np
 import torch
 
 IGNORE_INDEX = -100  # the label cross-entropy skips: positions the loss does not see
@@ -126,11 +126,16 @@ def corruption_counts(
 
 
 def binomial_bound(p: float, n: int, sigmas: float = 4.5) -> float:
-    """Half-width of a ``sigmas``-standard-deviation interval for a binomial share over ``n``."""
-    if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
+    """Half-width of the exact central interval that holds the share of successes in ``n`` draws
+    of probability ``p`` as often as ``sigmas`` standard deviations hold a normal variable
+    (scipy's binomial quantiles: no normal approximation, so right for small ``n`` too)."""
+    from scipy.stats import binom, norm
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"n must be a positive int, got {n!r}")
     _check_probability("p", p)
-    return sigmas * math.sqrt(p * (1 - p) / n)
+    low, high = binom.interval(1 - 2 * norm.sf(sigmas), int(n), float(p))
+    return float(max(p - low / n, high / n - p))
 
 
 def masked_rows(tokenizer, text: str, mlm_probability: float = 0.15, seed: int = 0,

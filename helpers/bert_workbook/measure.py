@@ -96,21 +96,17 @@ def binary_auc(scores, labels) -> float:
 
 
 def evaluate_logits(logits, labels) -> dict:
-    """Cross-entropy, accuracy, macro-F1 and (two classes) AUC of ``logits`` against ``labels``."""
-    from sklearn.metrics import f1_score
+    """Cross-entropy, accuracy, macro-F1, per-class recall and (two classes) AUC of ``logits``
+    against ``labels``."""
+    from bert_workbook.training import classification_metrics
 
     logits = torch.as_tensor(logits, dtype=torch.float32)
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(f"logits must have shape (examples, labels >= 2), got {tuple(logits.shape)}")
     y = _as_labels(labels, logits.shape[1])
     _check_lengths(logits, y, "logits and labels")
-    predicted = logits.argmax(1).numpy()
-    result = {
-        "loss": float(nn.functional.cross_entropy(logits, y)),
-        "accuracy": float((predicted == y.numpy()).mean()),
-        "macro_f1": float(f1_score(y.numpy(), predicted, labels=list(range(logits.shape[1])),
-                                   average="macro", zero_division=0)),
-    }
+    result = {"loss": float(nn.functional.cross_entropy(logits, y)),
+              **classification_metrics(y.tolist(), logits.argmax(1).tolist(), logits.shape[1])}
     if logits.shape[1] == 2:
         result["auc"] = binary_auc((logits[:, 1] - logits[:, 0]).numpy(), y.numpy())
     return result
@@ -685,8 +681,7 @@ def train_top_layers(encoder, train: CachedStates, evaluation: CachedStates, *, 
     logits of every evaluation in ``Run.snapshots`` (step -> logits), for early stopping.
     ``group_by_length`` batches examples of similar length together (less padding: faster)."""
     from tqdm.auto import tqdm
-
-    from bert_workbook.training import linear_warmup_decay
+    from transformers import get_linear_schedule_with_warmup
 
     if train.layer != evaluation.layer:
         raise ValueError(f"train and evaluation states come from different layers "
@@ -708,7 +703,7 @@ def train_top_layers(encoder, train: CachedStates, evaluation: CachedStates, *, 
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                    {"params": rest, "weight_decay": 0.0}], lr=lr, fused=True)
     warmup = int(warmup_ratio * steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_warmup_decay(s, steps, warmup))
+    schedule = get_linear_schedule_with_warmup(optimizer, warmup, steps)
     loss_fn = loss_fn or nn.functional.cross_entropy
     order = _batch_order(y, steps, batch_size, generator, balanced_batches).view(steps, batch_size)
     if group_by_length:

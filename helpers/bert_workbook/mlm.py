@@ -67,10 +67,8 @@ def train_only_top(model, layers: int = 1) -> list[str]:
     """Freeze a BERT masked LM except its top ``layers`` encoder layers and its masked-LM head
     (the transform and the per-token output bias; the output weights are tied to the frozen word
     embeddings). Returns the names of the parameters left trainable."""
-    _check_bert_masked_lm(model, 1)
+    _check_bert_masked_lm(model, layers, lowest=0)
     total = len(model.bert.encoder.layer)
-    if not isinstance(layers, int) or not 0 <= layers <= total:
-        raise ValueError(f"layers must be an int in [0, {total}], got {layers!r}")
     trainable = tuple(f"bert.encoder.layer.{i}." for i in range(total - layers, total))
     names = []
     for name, parameter in model.named_parameters():
@@ -91,12 +89,12 @@ def logits_at_labels(model, inputs: torch.Tensor, labels: torch.Tensor,
     return model(input_ids=inputs, attention_mask=attention_mask).logits[where], labels[where]
 
 
-def _check_bert_masked_lm(model, layers: int) -> None:
+def _check_bert_masked_lm(model, layers: int, lowest: int = 1) -> None:
     if not (hasattr(model, "bert") and hasattr(model, "cls")):
         raise TypeError("expected a BERT masked LM (with .bert and .cls), e.g. assets.load_masked_lm()")
     total = len(model.bert.encoder.layer)
-    if not isinstance(layers, int) or not 1 <= layers <= total:
-        raise ValueError(f"layers must be an int in [1, {total}], got {layers!r}")
+    if not isinstance(layers, int) or isinstance(layers, bool) or not lowest <= layers <= total:
+        raise ValueError(f"layers must be an int in [{lowest}, {total}], got {layers!r}")
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@ label belongs), token predictions turned back into word tags, BIO tags into enti
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -40,7 +41,8 @@ def align_labels_to_tokens(word_labels: Sequence[int], word_ids: Sequence[int | 
     """One label per token: ``-100`` on special tokens (word id ``None``); the word's label on
     its first subword; on the word's other subwords ``-100``, or with ``label_all_subwords``
     the word's label again, a B- label turned into its I- label (``b_to_i``), since only the
-    first piece begins the entity. Word ids may stop early (truncation), never run past the labels."""
+    first piece begins the entity. Word ids may stop early (truncation), never run past the labels;
+    a word that became no token at all (e.g. a zero-width space) loses its label, with a warning."""
     if callable(word_ids):
         raise TypeError("word_ids is a method here: call it, encoding.word_ids()")
     if isinstance(word_labels, str) or any(isinstance(label, str) for label in word_labels):
@@ -52,6 +54,12 @@ def align_labels_to_tokens(word_labels: Sequence[int], word_ids: Sequence[int | 
     if used and (min(used) < 0 or max(used) >= len(word_labels)):
         raise ValueError(f"word_ids refer to word {max(used)} but there are {len(word_labels)} word labels: "
                          "the labels do not belong to these words (or to this text of a pair)")
+    missing = sorted(set(range(max(used) + 1)) - set(used)) if used else []
+    if missing:  # after the last word seen, words are cut off by truncation: expected
+        warnings.warn(f"words {missing[:5]} became no tokens (the tokenizer drops some characters, such as "
+                      f"zero-width spaces and control characters), so their labels "
+                      f"{[int(word_labels[w]) for w in missing[:5]]} are not trained on; clean such "
+                      "words out of the text, or replace them with [UNK]", stacklevel=2)
     aligned, previous = [], None
     for word in word_ids:
         if word is None:

@@ -161,13 +161,6 @@ def _length_sorted_batches(dataset, tokenizer, batch_size: int, longest_first: b
     return loader, torch.from_numpy(np.argsort(order, kind="stable"))
 
 
-def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
-    """Learning-rate multiplier: 0 -> 1 over ``warmup`` steps, then linearly down to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
 def training_step(model, batch: dict, optimizer, schedule, max_grad_norm: float | None = 1.0,
                   loss_fn=None) -> float:
     """One update of a classifier: forward, loss, backward, gradient clipping, optimizer step,
@@ -199,6 +192,7 @@ def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: 
     similar lengths together (random batches otherwise), which cuts the padding.
     """
     from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
 
     if len(train_dataset) == 0:
         raise ValueError("train_dataset is empty")
@@ -225,7 +219,7 @@ def train_classifier(model, train_dataset, tokenizer, *, epochs: float = 1, lr: 
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr,
                                   fused=True)  # one kernel for all tensors: ~5x faster steps on CPU
     warmup = int(warmup_ratio * total)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_warmup_decay(s, total, warmup))
+    schedule = get_linear_schedule_with_warmup(optimizer, warmup, total)  # the Trainer's default
     history = {"step_loss": [], "eval_step": [], "eval_loss": []}
     bar = tqdm(total=total, desc="training", disable=not progress)
     step = 0
@@ -301,9 +295,9 @@ def _num_labels(model) -> int:
 
 
 @torch.no_grad()
-def predict_logits(model, dataset, tokenizer, batch_size: int = 64) -> torch.Tensor:
-    """Logits for every example of a tokenized dataset, in the dataset's order (eval mode, no
-    gradients; batches of similar lengths, so little compute goes to padding)."""
+def _map_batches(model, dataset, tokenizer, batch_size: int, compute) -> torch.Tensor:
+    """``compute(model, batch)`` on every batch of a tokenized dataset (eval mode, no gradients,
+    batches of similar lengths so little compute goes to padding), rows in the dataset's order."""
     if len(dataset) == 0:
         raise ValueError("dataset is empty")
     device = next(model.parameters()).device
@@ -312,8 +306,13 @@ def predict_logits(model, dataset, tokenizer, batch_size: int = 64) -> torch.Ten
     out = []
     for batch in loader:
         batch.pop("labels", None)
-        out.append(_logits(model(**{k: v.to(device) for k, v in batch.items()})).float().cpu())
+        out.append(compute(model, {k: v.to(device) for k, v in batch.items()}).float().cpu())
     return torch.cat(out)[unsort]
+
+
+def predict_logits(model, dataset, tokenizer, batch_size: int = 64) -> torch.Tensor:
+    """Logits for every example of a tokenized dataset, in the dataset's order."""
+    return _map_batches(model, dataset, tokenizer, batch_size, lambda m, batch: _logits(m(**batch)))
 
 
 def evaluation_loss(model, dataset, tokenizer, batch_size: int = 64) -> float:
@@ -355,7 +354,6 @@ def tfidf_logistic_regression(train_texts: Sequence[str], train_labels: Sequence
     return pipeline.predict(list(test_texts))
 
 
-@torch.no_grad()
 def sentence_features(encoder, dataset, tokenizer, batch_size: int = 64, pooling: str = "mean") -> torch.Tensor:
     """One vector per example from a frozen encoder, the input of a head-only classifier:
     ``"cls"`` (the [CLS] hidden state), ``"pooler"`` (dense + tanh on it, as the sequence
@@ -363,16 +361,5 @@ def sentence_features(encoder, dataset, tokenizer, batch_size: int = 64, pooling
     such as the embedded MiniLM were trained to embed sentences)."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-    if len(dataset) == 0:
-        raise ValueError("dataset is empty")
-    device = next(encoder.parameters()).device
-    encoder.eval()
-    loader, unsort = _length_sorted_batches(dataset, tokenizer, batch_size)
-    out = []
-    for batch in loader:
-        batch.pop("labels", None)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        hidden = encoder(**batch).last_hidden_state
-        vectors = pool_hidden(hidden, batch["attention_mask"], pooling, encoder)
-        out.append(vectors.float().cpu())
-    return torch.cat(out)[unsort]
+    return _map_batches(encoder, dataset, tokenizer, batch_size, lambda m, batch: pool_hidden(
+        m(**batch).last_hidden_state, batch["attention_mask"], pooling, m))
