@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import DataCollatorWithPadding
 
-from bert_workbook import checks, measure, training
+from bert_workbook import checks, env, measure, training
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,30 @@ def test_feature_cache_matches_sentence_features_and_is_reused(tokenizer, tiny_e
     assert measure.dataset_key("tiny", other) != measure.dataset_key("tiny", tiny_data)
     with pytest.raises(ValueError, match="layer"):
         features.get("mean", layer=7)
+
+
+def test_disk_cache_follows_the_environment_and_the_weights(tokenizer, tiny_bert, tiny_data, tmp_path, monkeypatch):
+    encoder = tiny_bert(2)
+    monkeypatch.setenv(env.CACHE_ENV_VAR, str(tmp_path))
+    measure.clear_feature_cache()
+    features = measure.encode_features(encoder, tiny_data, tokenizer, model_name="tiny-2")
+    states = measure.cache_hidden_states(encoder, tiny_data, tokenizer, layer=1)
+    assert sorted(p.name.split("-")[0] for p in tmp_path.glob("*.pt")) == ["features", "states"]
+    measure.clear_feature_cache()  # a new kernel: read back from disk, equal to the computed values
+    torch.testing.assert_close(measure.encode_features(encoder, tiny_data, tokenizer, model_name="tiny-2").mean,
+                               features.mean)
+    again = measure.cache_hidden_states(encoder, tiny_data, tokenizer, layer=1)
+    assert all(torch.equal(a, b) for a, b in zip(again.states, states.states))
+    assert torch.equal(again.labels, states.labels) and again.layer == 1
+    with torch.no_grad():  # other weights under the same name: computed afresh, never read stale
+        encoder.embeddings.word_embeddings.weight.add_(torch.randn_like(encoder.embeddings.word_embeddings.weight))
+    measure.clear_feature_cache()
+    changed = measure.encode_features(encoder, tiny_data, tokenizer, model_name="tiny-2")
+    assert not torch.allclose(changed.mean, features.mean)
+    assert len(list(tmp_path.glob("features-*.pt"))) == 2
+    monkeypatch.delenv(env.CACHE_ENV_VAR)
+    assert env.cache_dir() is None
+    measure.clear_feature_cache()
 
 
 def _separable(n=400, seed=0, skew=0.5):

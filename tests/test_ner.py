@@ -210,3 +210,29 @@ def test_a_word_that_becomes_no_token_is_reported_not_dropped_silently(tokenizer
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # truncation (words cut off at the end) is not reported
         ner.align_labels_to_tokens(labels, word_ids[:2] + [None])
+
+
+def test_several_strategies_share_one_forward_pass(tokenizer):
+    torch.manual_seed(0)
+    model = assets.load_token_classifier(CONLL_TAGS)
+    sentences = [["Mt.", "Sanitas", "is", "in", "Sunshine", "Canyon"], ["Unbelievablyton", "Heights"]]
+    together = ner.predict_word_tags(model, tokenizer, sentences, strategy=["first", "average", "max"])
+    for strategy in ("first", "average", "max"):
+        assert together[strategy] == ner.predict_word_tags(model, tokenizer, sentences, strategy=strategy)
+    with pytest.raises(ValueError, match="strategy"):
+        ner.predict_word_tags(model, tokenizer, sentences, strategy=["first", "median"])
+
+
+def test_paired_f1_difference_matches_seqeval_and_brackets_it():
+    from seqeval.metrics import f1_score
+
+    gold = [["B-PER", "I-PER", "O"], ["B-LOC", "O"], ["O", "B-ORG"], ["B-MISC", "O"]] * 10
+    good = [["B-PER", "I-PER", "O"], ["B-LOC", "O"], ["O", "B-ORG"], ["O", "O"]] * 10
+    bad = [["B-PER", "O", "O"], ["B-LOC", "O"], ["O", "O"], ["O", "O"]] * 10
+    interval = ner.paired_f1_difference(gold, good, bad)
+    assert interval.mean == pytest.approx(f1_score(gold, good) - f1_score(gold, bad))
+    assert interval.low <= interval.mean <= interval.high and interval.n == 40
+    same = ner.paired_f1_difference(gold, good, good)
+    assert same.mean == same.low == same.high == 0
+    with pytest.raises(ValueError, match="same non-zero number"):
+        ner.paired_f1_difference(gold, good[:3], bad)

@@ -66,7 +66,7 @@ def test_exercise_notebook_is_stubbed_clean_and_headed(solution):
     badge, setup = exercise.cells[:2]
     assert f"blob/main/notebooks/{solution.name}" in badge.source
     assert 'if "google.colab" in sys.modules' in setup.source
-    installs = [line for line in setup.source.splitlines() if "subprocess.run" in line]
+    installs = [line for line in setup.source.splitlines() if "%pip install" in line]
     assert installs and not any("torch" in line for line in installs)  # never reinstall torch
 
 

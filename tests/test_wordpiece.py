@@ -98,3 +98,18 @@ def test_first_subword_mask_marks_exactly_one_token_per_word(pieces_per_word):
 def test_first_subword_mask_rejects_bad_input(bad):
     with pytest.raises((TypeError, ValueError)):
         wp.first_subword_mask(bad)
+
+
+def test_merge_scores_prefer_surprising_pairs_over_frequent_ones():
+    words = {"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5}  # the Hugging Face course's corpus
+    rows = wp.merge_scores({wp.character_split(w): n for w, n in words.items()})
+    assert rows[0]["pair"] == "##g + ##s" and rows[0]["score"] == pytest.approx(5 / (20 * 5))
+    assert rows[0]["merged"] == "##gs"
+    most_frequent = max(rows, key=lambda row: row["count"])
+    assert most_frequent["pair"] == "##u + ##g" and most_frequent["count"] == 20
+    assert wp.character_split("hug") == ("h", "##u", "##g")
+    for bad in [{}, {"hug": 1}, {("h", "##u"): 0}]:
+        with pytest.raises(ValueError):
+            wp.merge_scores(bad)
+    with pytest.raises(ValueError):
+        wp.character_split("")

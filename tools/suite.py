@@ -18,6 +18,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,12 +35,12 @@ PYTEST = [sys.executable, "-m", "pytest", "--nbval-current-env", "-p", "no:cache
 WORKERS = int(os.environ.get("BERT_WORKBOOK_TEST_WORKERS", "2")) if importlib.util.find_spec("xdist") else 1
 
 
-def run(args: list[str], smoke: bool, workers: int = 1) -> int:
-    env = {**os.environ, "BERT_WORKBOOK_SMOKE": "1" if smoke else ""}
+def run(args: list[str], smoke: bool, workers: int = 1, dist: str = "loadfile", extra_env: dict | None = None) -> int:
+    env = {**os.environ, "BERT_WORKBOOK_SMOKE": "1" if smoke else "", **(extra_env or {})}
     if workers > 1:
         threads = max(1, int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1) // workers)
         env["OMP_NUM_THREADS"] = str(threads)
-        args = [*args, "-n", str(workers), "--dist", "loadfile"]
+        args = [*args, "-n", str(workers), "--dist", dist]
     print("+", ("BERT_WORKBOOK_SMOKE=1 " if smoke else "") + f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS')} "
           + " ".join(args[2:]), flush=True)
     return subprocess.run(args, cwd=ROOT, env=env).returncode
@@ -73,7 +74,11 @@ def main() -> int:
     if stale:
         code = code or run([*PYTEST, "--nbval", *stale], smoke=False)
     exercises = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
-    code = code or run([*PYTEST, "--nbval-lax", *heaviest_first(fresh + exercises)], smoke=True, workers=WORKERS)
+    # Both copies of a notebook run on one worker, one after the other (conftest.py groups them),
+    # and share a cache of frozen-encoder work on disk: the second copy reads what the first computed.
+    with tempfile.TemporaryDirectory(prefix="bert-workbook-cache-") as cache:
+        code = code or run([*PYTEST, "--nbval-lax", *heaviest_first(fresh + exercises)], smoke=True,
+                           workers=WORKERS, dist="loadgroup", extra_env={"BERT_WORKBOOK_CACHE_DIR": cache})
     print(f"suite: {'passed' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s "
           f"({len(stale)} solution notebooks re-executed in full, {len(fresh)} fresh)")
     return code

@@ -15,6 +15,13 @@ Unset, empty or ``embedded``: the offline default. Any other value is a hub mode
 
 EMBEDDED = "embedded"
 
+CACHE_ENV_VAR = "BERT_WORKBOOK_CACHE_DIR"
+"""A folder where frozen-encoder computations (sentence features, cached hidden states) are kept
+on disk, keyed by the encoder's weights and the token ids, so that a restarted kernel, or another
+notebook that encodes the same sentences with the same weights, reads them instead of recomputing.
+Unset by default; the test suite sets it so the solution and exercise copies of a notebook share
+their frozen work."""
+
 SMOKE_ENV_VAR = "BERT_WORKBOOK_SMOKE"
 """Set to 1 by the test suite when it runs the exercise copies in ``notebooks/``: every training
 loop stops after ``SMOKE_STEPS`` steps. That run proves the notebooks execute; the numbers they
@@ -44,6 +51,14 @@ def configure_hub_access() -> bool:
     if selected_model_name() == EMBEDDED:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return offline_flag_set()
+
+
+def cache_dir():
+    """The on-disk cache folder named by ``BERT_WORKBOOK_CACHE_DIR`` (a ``Path``), or None."""
+    from pathlib import Path
+
+    value = os.environ.get(CACHE_ENV_VAR, "").strip()
+    return Path(value) if value else None
 
 
 def smoke_test() -> bool:

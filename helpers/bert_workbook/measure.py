@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,34 @@ def dataset_key(model_name: str, dataset) -> str:
     return digest.hexdigest()[:16]
 
 
+def weights_digest(model) -> str:
+    """A digest of every parameter and buffer of ``model``: equal digests, equal weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _disk_path(kind: str, encoder, dataset, cache_dir, *extra) -> Path | None:
+    """Where a frozen computation of ``encoder`` on ``dataset`` is kept on disk (``cache_dir``, or
+    the folder of ``env.cache_dir()``), or None without a folder. The name holds the encoder's
+    weights digest and the token ids' digest, so changed weights or inputs never read stale files."""
+    folder = Path(cache_dir) if cache_dir is not None else env.cache_dir()
+    if folder is None:
+        return None
+    key = dataset_key(weights_digest(encoder) + "".join(f"-{x}" for x in extra), dataset)
+    return folder / f"{kind}-{key}.pt"
+
+
+def _save(path: Path | None, value: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(value, partial)
+        partial.replace(path)  # atomic: a reader in another process never sees half a file
+
+
 @torch.no_grad()
 def encode_features(encoder, dataset, tokenizer, *, batch_size: int = 64, model_name: str = "",
                     cache_dir: str | Path | None = None, progress: bool = False) -> FeatureSet:
@@ -168,7 +197,8 @@ def encode_features(encoder, dataset, tokenizer, *, batch_size: int = 64, model_
     and mean-pooled vectors (a :class:`FeatureSet`, in the dataset's order).
 
     Results are kept in memory under :func:`dataset_key` (``model_name`` names the encoder in the
-    key; pass it when you use more than one), and in ``cache_dir`` on disk when given."""
+    key; pass it when you use more than one), and on disk in ``cache_dir`` (or the folder of
+    ``env.cache_dir()``) when there is one, under the encoder's weights and the token ids."""
     from tqdm.auto import tqdm
 
     if len(dataset) == 0:
@@ -176,10 +206,9 @@ def encode_features(encoder, dataset, tokenizer, *, batch_size: int = 64, model_
     key = dataset_key(model_name or encoder.config.name_or_path or "encoder", dataset)
     if key in _FEATURE_CACHE:
         return _FEATURE_CACHE[key]
-    path = Path(cache_dir) / f"features-{key}.pt" if cache_dir is not None else None
+    path = _disk_path("features", encoder, dataset, cache_dir, batch_size)
     if path is not None and path.exists():
-        stored = torch.load(path)
-        _FEATURE_CACHE[key] = FeatureSet(**stored)
+        _FEATURE_CACHE[key] = FeatureSet(**torch.load(path))
         return _FEATURE_CACHE[key]
     device = next(encoder.parameters()).device
     was_training = encoder.training
@@ -204,9 +233,7 @@ def encode_features(encoder, dataset, tokenizer, *, batch_size: int = 64, model_
     del cls, mean, pooled
     env.release_memory()
     _FEATURE_CACHE[key] = features
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(features.__dict__, path)
+    _save(path, features.__dict__)
     return features
 
 
@@ -597,11 +624,15 @@ class LiveStates:
 @torch.no_grad()
 def cache_hidden_states(encoder, dataset, tokenizer, layer: int, batch_size: int = 64) -> CachedStates:
     """Run the embeddings and the first ``layer`` layers of ``encoder`` once over a tokenized
-    dataset and keep each example's hidden states (real tokens only) for partial fine-tuning."""
+    dataset and keep each example's hidden states (real tokens only) for partial fine-tuning.
+    Kept on disk like :func:`encode_features` when ``env.cache_dir()`` names a folder."""
     if not 0 <= layer <= encoder.config.num_hidden_layers:
         raise ValueError(f"layer must lie in [0, {encoder.config.num_hidden_layers}], got {layer}")
     if len(dataset) == 0:
         raise ValueError("dataset is empty")
+    path = _disk_path("states", encoder, dataset, None, layer, batch_size)
+    if path is not None and path.exists():
+        return CachedStates(**torch.load(path))
     encoder.eval()
     device = next(encoder.parameters()).device
     loader, unsort = _length_sorted_batches(dataset, tokenizer, batch_size, longest_first=True)
@@ -616,7 +647,9 @@ def cache_hidden_states(encoder, dataset, tokenizer, layer: int, batch_size: int
     env.release_memory()
     labels = (torch.as_tensor(list(dataset["label"]), dtype=torch.long)
               if "label" in dataset.column_names else None)
-    return CachedStates(states, labels, layer)
+    cached = CachedStates(states, labels, layer)
+    _save(path, {"states": states, "labels": labels, "layer": layer})
+    return cached
 
 
 class TopLayersClassifier(nn.Module):

@@ -132,25 +132,73 @@ def character_spans(words: Sequence[str], spans: Sequence[tuple[str, int, int]],
 
 
 @torch.no_grad()
-def predict_word_tags(model, tokenizer, sentences: Sequence[Sequence[str]], strategy: str = "first",
-                      batch_size: int = 64, max_length: int = 128) -> list[list[str]]:
+def predict_word_tags(model, tokenizer, sentences: Sequence[Sequence[str]], strategy: str | Sequence[str] = "first",
+                      batch_size: int = 64, max_length: int = 128):
     """Word-level BIO tags for pre-split ``sentences`` from a token classifier: tokens per
-    ``word_predictions(strategy)``, names from ``model.config.id2label``."""
+    ``word_predictions(strategy)``, names from ``model.config.id2label``. Several strategies
+    (a list) share one forward pass and give ``{strategy: tags}``."""
+    strategies = [strategy] if isinstance(strategy, str) else list(strategy)
+    for name in strategies:
+        if name not in WORD_STRATEGIES:
+            raise ValueError(f"strategy must be one of {WORD_STRATEGIES}, got {name!r}")
     id2label = model.config.id2label
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    tags = []
-    for start in range(0, len(sentences), batch_size):
-        chunk = [list(words) for words in sentences[start:start + batch_size]]
+    sentences = [list(words) for words in sentences]
+    # batches of sentences of similar length: little padding, and the order is restored below
+    order = sorted(range(len(sentences)), key=lambda i: (len(sentences[i]), i))
+    tags: dict[str, list] = {name: [None] * len(sentences) for name in strategies}
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        chunk = [sentences[i] for i in rows]
         batch = tokenizer(chunk, is_split_into_words=True, truncation=True, max_length=max_length,
                           padding=True, return_tensors="pt")
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
-        for row, words in enumerate(chunk):
-            predicted = word_predictions(logits[row], batch.word_ids(row), len(words), strategy)
-            tags.append([id2label[i] for i in predicted])
+        for row, (i, words) in enumerate(zip(rows, chunk)):
+            for name in strategies:
+                predicted = word_predictions(logits[row], batch.word_ids(row), len(words), name)
+                tags[name][i] = [id2label[label] for label in predicted]
     model.train(was_training)
-    return tags
+    return tags[strategy] if isinstance(strategy, str) else tags
+
+
+def _span_counts(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]):
+    """Per sentence: (correct entities, predicted entities, gold entities), from BIO tags."""
+    counts = []
+    for gold_tags, predicted_tags in zip(gold, predicted):
+        gold_spans, predicted_spans = set(entity_spans(gold_tags)), set(entity_spans(predicted_tags))
+        counts.append((len(gold_spans & predicted_spans), len(predicted_spans), len(gold_spans)))
+    import numpy as np
+
+    return np.array(counts, dtype=np.float64).reshape(-1, 3)
+
+
+def paired_f1_difference(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
+                         baseline: Sequence[Sequence[str]], *, resamples: int = 2000, seed: int = 0,
+                         level: float = 0.95):
+    """Entity micro-F1 of ``predicted`` minus that of ``baseline`` on the same sentences, with a
+    paired bootstrap interval over sentences (both scored on each resample of the sentences): how
+    much of a difference the choice of evaluation sentences alone could make. Returns a
+    ``measure.Interval`` (``n`` = sentences)."""
+    import numpy as np
+
+    from bert_workbook.measure import Interval
+
+    if not (len(gold) == len(predicted) == len(baseline)) or len(gold) == 0:
+        raise ValueError(f"need the same non-zero number of sentences; got {len(gold)} gold, "
+                         f"{len(predicted)} predicted and {len(baseline)} baseline")
+    a, b = _span_counts(gold, predicted), _span_counts(gold, baseline)
+
+    def f1(counts):  # counts: (..., 3) sums of correct, predicted, gold
+        return np.where(counts[..., 1] + counts[..., 2] > 0,
+                        2 * counts[..., 0] / np.maximum(counts[..., 1] + counts[..., 2], 1), 0.0)
+
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(gold), size=(resamples, len(gold)))
+    differences = f1(a[rows].sum(1)) - f1(b[rows].sum(1))
+    low, high = np.quantile(differences, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(float(f1(a.sum(0)) - f1(b.sum(0))), float(low), float(high), len(gold), level)
 
 
 def span_scores(gold: Sequence[Sequence[tuple]], predicted: Sequence[Sequence[tuple]]) -> dict:

@@ -39,6 +39,37 @@ def wordpiece_tokenize_word(
     return pieces
 
 
+def character_split(word: str) -> tuple[str, ...]:
+    """Where WordPiece training starts: a word as single characters, ``##`` on all but the first."""
+    if not isinstance(word, str) or not word:
+        raise ValueError(f"word must be a non-empty str, got {word!r}")
+    return (word[0], *(CONTINUATION_PREFIX + c for c in word[1:]))
+
+
+def merge_scores(split_counts: dict[tuple[str, ...], int]) -> list[dict]:
+    """The candidate merges of one WordPiece training step, best first.
+
+    ``split_counts`` maps each training word, split into its current pieces, to how often it
+    occurs. Every pair of adjacent pieces is a candidate, scored as WordPiece training scores it:
+    ``count(pair) / (count(first) * count(second))``, high when the two pieces occur together
+    much more often than their own frequencies would predict. BPE would take the most frequent
+    pair instead (the ``count`` column). Ties keep the order of first appearance."""
+    if not split_counts:
+        raise ValueError("split_counts is empty: no words to score")
+    piece_count: dict[str, int] = {}
+    pair_count: dict[tuple[str, str], int] = {}
+    for pieces, count in split_counts.items():
+        if isinstance(pieces, str) or not pieces or isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"expected (piece, ...) -> positive count, got {pieces!r} -> {count!r}")
+        for piece in pieces:
+            piece_count[piece] = piece_count.get(piece, 0) + count
+        for pair in zip(pieces, pieces[1:]):
+            pair_count[pair] = pair_count.get(pair, 0) + count
+    rows = [{"pair": f"{a} + {b}", "merged": a + b.removeprefix(CONTINUATION_PREFIX), "count": n,
+             "score": n / (piece_count[a] * piece_count[b])} for (a, b), n in pair_count.items()]
+    return sorted(rows, key=lambda row: -row["score"])
+
+
 def split_into_words(tokenizer, text: str) -> list[str]:
     """The words BERT's tokenizer sees: after its normalizer (e.g. lowercasing) and pre-tokenizer."""
     if not isinstance(text, str):
@@ -63,7 +94,7 @@ def unk_rate(tokenizer, texts: Iterable[str]) -> tuple[float, int]:
     texts = list(texts)
     if not texts:
         raise ValueError("texts is empty: cannot compute an [UNK] rate")
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
     total = sum(len(row) for row in ids)
     unknown = sum(row.count(tokenizer.unk_token_id) for row in ids)
     return (unknown / total if total else 0.0), total
