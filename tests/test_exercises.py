@@ -3,17 +3,17 @@ get a failing verdict (never an exception); hint() and solution() work for each.
 
 import pytest
 
-from bert_workbook import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08
+from bert_workbook import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09
 from bert_workbook.exercise import Exercise
 
-EXERCISES = {name: value for module in (ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08)
+EXERCISES = {name: value for module in (ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09)
              for name, value in vars(module).items() if isinstance(value, Exercise)}
 
 
 def test_every_notebook_module_has_its_exercises():
     assert set(EXERCISES) == {"wordpiece", "first_subword_mask", "mask_tokens", "embeddings", "attention", "mlm_loss",
                               "cls_classifier", "training_step", "oversample", "macro_f1", "focal_loss", "align_labels",
-                              "factorized_embeddings"}
+                              "factorized_embeddings", "plan_run"}
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
@@ -145,3 +145,17 @@ def test_hints_name_the_module_a_learner_types():
         exercise = getattr(module, name)
         result = exercise.check(lambda *args, **kwargs: args[0] * 0 + 1)  # a wrong answer of the right type
         assert f"{module.__name__.rsplit('.', 1)[1]}.{name}.hint()" in str(result), result
+
+
+def test_plan_check_names_each_slip():
+    for name in ex09._plan_mistakes(*ex09.PLAN_CASES[0]):
+        def slip(*case, name=name):
+            return ex09._plan_mistakes(*case)[name]
+        result = ex09.plan_run.check(slip)
+        assert not result.passed and name in result.message, (name, result)
+    import numpy as np
+    import torch
+
+    from bert_workbook import finetune
+    for convert in (list, np.array, torch.tensor):  # any sequence of four whole numbers
+        assert ex09.plan_run.check(lambda *a, convert=convert: convert(finetune.plan_run(*a))).passed

@@ -111,3 +111,55 @@ def test_generator_check_mode_runs_as_a_script():
         capture_output=True, text=True, cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+_DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+_MATH = re.compile(r"\$[^$]*\$")
+
+
+def stated_decimals_missing_from_outputs(notebook) -> list[str]:
+    """Decimal figures that a "What you see" paragraph states but no output of the notebook
+    prints. Paragraphs that say "cited" quote a source; figures inside $...$ are mathematics."""
+    printed = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = output.get("data", {})
+            printed += [output.get("text", ""), data.get("text/plain", ""), data.get("text/html", "")]
+    printed = "\n".join(printed)
+    missing = []
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown" or "**What you see" not in cell.source:
+            continue
+        for paragraph in re.split(r"\n\s*\n", cell.source):
+            if "cited" in paragraph.lower():
+                continue
+            missing += [f for f in _DECIMAL.findall(_MATH.sub("", paragraph)) if f not in printed]
+    return missing
+
+
+def test_the_decimal_check_catches_a_figure_no_output_prints():
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("print(0.792)", outputs=[nbformat.v4.new_output("stream", text="0.792\n")]),
+        nbformat.v4.new_markdown_cell("**What you see.** F1 0.792, against 0.81; $\\ln 2 \\approx 0.69$.\n\n"
+                                      "The paper reports 0.96 (cited)."),
+    ])
+    assert stated_decimals_missing_from_outputs(notebook) == ["0.81"]
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_what_you_see_states_no_figure_the_outputs_do_not_print(solution):
+    """Prose explains, code reports: a run-dependent figure in the prose must be an output."""
+    missing = stated_decimals_missing_from_outputs(nbformat.read(solution, as_version=4))
+    assert not missing, f"{solution.name}: stated in 'What you see' but printed by no output: {missing}"
+
+
+def test_both_copies_of_a_notebook_share_one_xdist_group():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.notebook_group(Path("solutions/07_ner.ipynb")) == module.notebook_group(
+        Path("notebooks/07_ner.ipynb")) == "notebook-07"
+    assert module.notebook_group(Path("tests/test_ner.py")) is None
+    assert module.notebook_group(Path("bench/07_x.ipynb")) is None

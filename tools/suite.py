@@ -48,7 +48,7 @@ def run(args: list[str], smoke: bool, workers: int = 1, dist: str = "loadfile", 
 
 # Smoke-mode cost of each notebook relative to the others (measured; bench/RESULTS.md): the
 # heaviest start first, so that two workers finish together instead of one waiting on the last.
-SMOKE_ORDER = ("07", "06", "05", "08", "04", "02", "01", "03")
+SMOKE_ORDER = ("07", "06", "05", "04", "08", "09", "02", "01", "03")
 
 
 def heaviest_first(paths: list[str]) -> list[str]:

@@ -1,0 +1,104 @@
+"""The Accelerate fine-tuning script (notebook 09): data parallelism, gradient accumulation and a
+resumed run compute what one uninterrupted process computes; evaluation counts every example once;
+bad settings get clear errors."""
+
+import json
+
+import pytest
+
+from bert_workbook import finetune
+
+pytestmark = pytest.mark.slow  # launches training processes: a minute in all
+
+SMALL = dict(cpu=True, train_size=48, eval_size=21, max_length=32, steps=4, global_batch_size=16, dropout=0)
+TOLERANCE = 1e-5  # largest parameter difference allowed between runs that compute the same thing
+
+
+def launch(output, processes=1, **options):
+    return finetune.launch(processes, **SMALL, output_dir=str(output), **options)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    launch(root / "one", checkpoint_every=2)
+    launch(root / "two", processes=2)
+    launch(root / "accumulated", grad_accum=2)
+    launch(root / "resumed", checkpoint_every=2, stop_after=2)
+    stopped = (root / "resumed" / "final.pt").exists()
+    launch(root / "resumed", checkpoint_every=2, resume=True)
+    return root, stopped
+
+
+def test_two_processes_reach_the_parameters_of_one(runs):
+    root, _ = runs
+    assert finetune.parameter_difference(root / "one", root / "two") < TOLERANCE
+    summary = json.loads((root / "two" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["per_device_batch_size"] == 8
+    assert "MULTI_CPU" in summary["distributed_type"]
+
+
+def test_gradient_accumulation_reaches_the_parameters_of_one_big_batch(runs):
+    root, _ = runs
+    assert finetune.parameter_difference(root / "one", root / "accumulated") < TOLERANCE
+
+
+def test_a_stopped_run_resumes_to_the_uninterrupted_parameters(runs):
+    root, stopped = runs
+    assert not stopped  # stopping writes no final weights
+    assert finetune.parameter_difference(root / "one", root / "resumed") == 0
+    one = json.loads((root / "one" / "summary.json").read_text())
+    resumed = json.loads((root / "resumed" / "summary.json").read_text())
+    assert resumed["losses"] == one["losses"]
+
+
+def test_evaluation_counts_each_example_once_with_an_uneven_last_batch(runs):
+    root, _ = runs
+    for name in ("one", "two"):  # 21 examples: two processes pad the last batch, gather drops the copies
+        summary = json.loads((root / name / "summary.json").read_text())
+        assert summary["eval_examples"] == 21
+    assert json.loads((root / "one" / "summary.json").read_text())["eval_accuracy"] == \
+        json.loads((root / "two" / "summary.json").read_text())["eval_accuracy"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--global-batch-size", "10", "--grad-accum", "4"], "not divisible"),
+    (["--dataset", "conll2003"], "labelled sentence dataset"),
+    (["--steps", "0"], "steps must be a positive int"),
+    (["--dropout", "1.5"], "dropout"),
+])
+def test_bad_settings_get_a_clear_error(args, says, capsys):
+    assert finetune.main(args) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_missing_data_unknown_models_and_missing_checkpoints_say_what_to_do(tmp_path):
+    from bert_workbook.assets import AssetUnavailableError
+
+    with pytest.raises(AssetUnavailableError, match="not in the local cache"):
+        finetune.run(finetune.FinetuneConfig(cpu=True, model="no-such/model", output_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="has only"):
+        finetune.run(finetune.FinetuneConfig(cpu=True, train_size=10**7, output_dir=str(tmp_path)))
+    with pytest.raises(FileNotFoundError, match="--checkpoint-every"):
+        finetune.run(finetune.FinetuneConfig(cpu=True, train_size=16, eval_size=8, steps=1, resume=True,
+                                             output_dir=str(tmp_path)))
+
+
+def test_batch_arithmetic():
+    assert finetune.per_device_batch_size(32, 2, 2) == 8
+    assert finetune.updates_per_epoch(100, 16) == 7
+    with pytest.raises(ValueError, match="multiple of 6"):
+        finetune.per_device_batch_size(16, 2, 3)
+    with pytest.raises(ValueError):
+        finetune.per_device_batch_size(16, 0, 1)
+
+
+def test_command_lines():
+    line = finetune.command(2, steps=3, cpu=True, dropout=None, resume=False)
+    assert line[1:5] == ["-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    assert line[-3:] == ["--steps", "3", "--cpu"]
+    assert "torch.distributed.run" not in finetune.command(1)
+    with pytest.raises(ValueError, match="unknown options"):
+        finetune.command(1, stepz=3)
+    with pytest.raises(RuntimeError, match="exit 2"):
+        finetune.launch(1, steps=0)
