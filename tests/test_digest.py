@@ -119,13 +119,3 @@ def test_the_suite_refuses_a_notebook_edited_without_executing_it(monkeypatch, c
     monkeypatch.setattr(suite, "run", lambda *args, **kwargs: pytest.fail("nothing may run"))
     assert suite.main() == 1
     assert "make execute NOTEBOOKS=" in capsys.readouterr().out
-
-
-def test_the_suite_runs_the_heaviest_notebooks_first_and_keeps_them_all():
-    import suite
-
-    paths = ["solutions/01_a.ipynb", "notebooks/07_b.ipynb", "solutions/07_b.ipynb", "notebooks/99_new.ipynb"]
-    ordered = suite.heaviest_first(paths)
-    assert sorted(ordered) == sorted(paths)
-    assert ordered[:2] == ["notebooks/07_b.ipynb", "solutions/07_b.ipynb"]
-    assert ordered[-1] == "notebooks/99_new.ipynb"

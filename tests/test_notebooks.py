@@ -153,13 +153,17 @@ def test_what_you_see_states_no_figure_the_outputs_do_not_print(solution):
     assert not missing, f"{solution.name}: stated in 'What you see' but printed by no output: {missing}"
 
 
-def test_both_copies_of_a_notebook_share_one_xdist_group():
-    import importlib.util
+def test_smoke_lanes_keep_both_copies_together_and_balance_the_cost():
+    import suite
 
-    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.notebook_group(Path("solutions/07_ner.ipynb")) == module.notebook_group(
-        Path("notebooks/07_ner.ipynb")) == "notebook-07"
-    assert module.notebook_group(Path("tests/test_ner.py")) is None
-    assert module.notebook_group(Path("bench/07_x.ipynb")) is None
+    paths = [f"{folder}/{n}_x.ipynb" for n in suite.SMOKE_COST for folder in ("notebooks", "solutions")]
+    two = suite.lanes(paths, 2)
+    assert sorted(p for lane in two for p in lane) == sorted(paths)
+    for lane in two:
+        prefixes = [p.split("/")[1][:2] for p in lane]
+        assert all(prefixes.count(n) == 2 for n in set(prefixes))  # both copies, in one lane
+        assert lane.index(f"notebooks/{prefixes[0]}_x.ipynb") + 1 == lane.index(f"solutions/{prefixes[0]}_x.ipynb")
+    costs = [sum(suite.SMOKE_COST[n] for n in {p.split("/")[1][:2] for p in lane}) for lane in two]
+    assert max(costs) - min(costs) <= max(suite.SMOKE_COST.values())
+    assert [len(lane) for lane in suite.lanes(paths, 1)] == [len(paths)]
+    assert suite.lanes(["notebooks/99_new.ipynb"], 2) == [["notebooks/99_new.ipynb"]]  # unknown cost: still run

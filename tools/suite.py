@@ -7,7 +7,8 @@
    executed in full, outputs compared with the stored ones.
 3. nbval in smoke mode (``BERT_WORKBOOK_SMOKE=1``: training cut short, outputs not compared) over
    every **fresh** solution notebook and every exercise copy in notebooks/: each must run top to
-   bottom.
+   bottom. Two lanes run at once (one per core); both copies of a notebook share a lane and a disk
+   cache of frozen-encoder work (``BERT_WORKBOOK_CACHE_DIR``).
 
 ``make verify`` re-executes every solution notebook in full instead (releases; the whole proof).
 """
@@ -35,25 +36,56 @@ PYTEST = [sys.executable, "-m", "pytest", "--nbval-current-env", "-p", "no:cache
 WORKERS = int(os.environ.get("BERT_WORKBOOK_TEST_WORKERS", "2")) if importlib.util.find_spec("xdist") else 1
 
 
-def run(args: list[str], smoke: bool, workers: int = 1, dist: str = "loadfile", extra_env: dict | None = None) -> int:
-    env = {**os.environ, "BERT_WORKBOOK_SMOKE": "1" if smoke else "", **(extra_env or {})}
+def run(args: list[str], smoke: bool, workers: int = 1) -> int:
+    env = {**os.environ, "BERT_WORKBOOK_SMOKE": "1" if smoke else ""}
     if workers > 1:
         threads = max(1, int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1) // workers)
         env["OMP_NUM_THREADS"] = str(threads)
-        args = [*args, "-n", str(workers), "--dist", dist]
+        args = [*args, "-n", str(workers), "--dist", "loadfile"]
     print("+", ("BERT_WORKBOOK_SMOKE=1 " if smoke else "") + f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS')} "
           + " ".join(args[2:]), flush=True)
     return subprocess.run(args, cwd=ROOT, env=env).returncode
 
 
-# Smoke-mode cost of each notebook relative to the others (measured; bench/RESULTS.md): the
-# heaviest start first, so that two workers finish together instead of one waiting on the last.
-SMOKE_ORDER = ("07", "06", "05", "04", "08", "09", "02", "01", "03")
+# Smoke-mode seconds of both copies of each notebook on the 2-core CPU, one thread each (measured:
+# bench/RESULTS.md): what the lanes below are balanced by.
+SMOKE_COST = {"07": 420, "06": 330, "05": 260, "04": 260, "08": 200, "09": 200, "02": 180, "01": 60, "03": 60}
 
 
-def heaviest_first(paths: list[str]) -> list[str]:
-    rank = {prefix: i for i, prefix in enumerate(SMOKE_ORDER)}
-    return sorted(paths, key=lambda p: (rank.get(Path(p).name[:2], len(rank)), p))
+def lanes(paths: list[str], count: int) -> list[list[str]]:
+    """Split notebooks into ``count`` lanes of about equal smoke cost (heaviest first, each to the
+    least loaded lane). Both copies of a notebook (notebooks/NN_*, solutions/NN_*) go to the same
+    lane, one after the other, so the second reads the first's frozen-encoder work from the cache."""
+    groups: dict[str, list[str]] = {}
+    for path in paths:
+        groups.setdefault(Path(path).name[:2], []).append(path)
+    loads = [[0, []] for _ in range(max(1, count))]
+    for prefix in sorted(groups, key=lambda k: (-SMOKE_COST.get(k, 120), k)):
+        lane = min(loads, key=lambda load: load[0])
+        lane[0] += SMOKE_COST.get(prefix, 120)
+        lane[1] += sorted(groups[prefix])
+    return [lane_paths for _, lane_paths in loads if lane_paths]
+
+
+def run_lanes(paths: list[str], count: int, extra_env: dict) -> int:
+    """nbval in smoke mode over ``paths``: one pytest process per lane, all lanes at once, each
+    kernel with cores / lanes torch threads. Prints each lane's report when all have finished."""
+    env = {**os.environ, "BERT_WORKBOOK_SMOKE": "1", **extra_env}
+    env["OMP_NUM_THREADS"] = str(max(1, int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1) // max(1, count)))
+    running = []
+    for number, lane in enumerate(lanes(paths, count), 1):
+        print(f"+ lane {number}: BERT_WORKBOOK_SMOKE=1 OMP_NUM_THREADS={env['OMP_NUM_THREADS']} pytest --nbval-lax "
+              + " ".join(lane), flush=True)
+        log = tempfile.TemporaryFile(mode="w+")
+        running.append((subprocess.Popen([*PYTEST, "--nbval-lax", *lane], cwd=ROOT, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, text=True), log))
+    code = 0
+    for number, (process, log) in enumerate(running, 1):
+        code = process.wait() or code
+        log.seek(0)
+        print(f"--- lane {number}", flush=True)
+        sys.stdout.write(log.read())
+    return code
 
 
 def main() -> int:
@@ -74,11 +106,10 @@ def main() -> int:
     if stale:
         code = code or run([*PYTEST, "--nbval", *stale], smoke=False)
     exercises = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
-    # Both copies of a notebook run on one worker, one after the other (conftest.py groups them),
-    # and share a cache of frozen-encoder work on disk: the second copy reads what the first computed.
+    # Both copies of a notebook run in one lane, one after the other, and share a cache of
+    # frozen-encoder work on disk: the second copy reads what the first computed.
     with tempfile.TemporaryDirectory(prefix="bert-workbook-cache-") as cache:
-        code = code or run([*PYTEST, "--nbval-lax", *heaviest_first(fresh + exercises)], smoke=True,
-                           workers=WORKERS, dist="loadgroup", extra_env={"BERT_WORKBOOK_CACHE_DIR": cache})
+        code = code or run_lanes(fresh + exercises, WORKERS, {"BERT_WORKBOOK_CACHE_DIR": cache})
     print(f"suite: {'passed' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s "
           f"({len(stale)} solution notebooks re-executed in full, {len(fresh)} fresh)")
     return code
