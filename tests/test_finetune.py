@@ -86,7 +86,7 @@ def test_missing_data_unknown_models_and_missing_checkpoints_say_what_to_do(tmp_
 
 def test_batch_arithmetic():
     assert finetune.per_device_batch_size(32, 2, 2) == 8
-    assert finetune.updates_per_epoch(100, 16) == 7
+    assert finetune.plan_run(100, 16, 1, 1, 1)[1] == 7  # the last, smaller batch is an update too
     with pytest.raises(ValueError, match="multiple of 6"):
         finetune.per_device_batch_size(16, 2, 3)
     with pytest.raises(ValueError):

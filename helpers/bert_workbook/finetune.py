@@ -79,13 +79,6 @@ def per_device_batch_size(global_batch_size: int, processes: int, accumulation: 
     return global_batch_size // (processes * accumulation)
 
 
-def updates_per_epoch(examples: int, global_batch_size: int) -> int:
-    """Optimizer updates in one pass over ``examples`` (the last, smaller batch counts as one)."""
-    if examples < 1 or global_batch_size < 1:
-        raise ValueError("examples and global_batch_size must be positive")
-    return math.ceil(examples / global_batch_size)
-
-
 def plan_run(examples: int, per_device_batch: int, processes: int, accumulation: int, epochs: int,
              warmup_ratio: float = 0.1) -> tuple[int, int, int, int]:
     """What a data-parallel run will do: ``(global batch, updates per epoch, total updates,
@@ -225,12 +218,13 @@ def run(config: FinetuneConfig) -> dict:
                     accelerator.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 optimizer.zero_grad()
-            window.append(accelerator.gather(loss.detach()[None]).mean().item())
+            window.append(loss.detach())
             if not accelerator.sync_gradients:
                 continue
             schedule.step()
             step += 1
-            losses.append(sum(window) / len(window))  # the update's loss, over every process
+            # the update's loss over every process: one gather per update, not per forward pass
+            losses.append(accelerator.gather(torch.stack(window).mean()[None]).mean().item())
             window = []
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 folder = output / f"checkpoint-{step}"
