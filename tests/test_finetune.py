@@ -25,7 +25,7 @@ def runs(tmp_path_factory):
     launch(root / "two", processes=2)
     launch(root / "accumulated", grad_accum=2)
     launch(root / "resumed", checkpoint_every=2, stop_after=2)
-    stopped = (root / "resumed" / "final.pt").exists()
+    stopped = (root / "resumed" / finetune.FINAL_WEIGHTS).exists()
     launch(root / "resumed", checkpoint_every=2, resume=True)
     return root, stopped
 
@@ -100,5 +100,29 @@ def test_command_lines():
     assert "torch.distributed.run" not in finetune.command(1)
     with pytest.raises(ValueError, match="unknown options"):
         finetune.command(1, stepz=3)
-    with pytest.raises(RuntimeError, match="exit 2"):
+    with pytest.raises(RuntimeError, match="exited with 2"):
         finetune.launch(1, steps=0)
+    with pytest.raises(ValueError, match="threads"):
+        finetune.launch(1, threads=0)
+
+
+def test_each_worker_gets_the_environment_torchrun_would_give_it():
+    one = finetune.worker_environments(1, threads=2, port=29999)
+    assert len(one) == 1 and "RANK" not in one[0] and one[0]["OMP_NUM_THREADS"] == "2"
+    two = finetune.worker_environments(2, threads=1, port=29999)
+    assert [e["RANK"] for e in two] == ["0", "1"] and [e["LOCAL_RANK"] for e in two] == ["0", "1"]
+    assert {e["WORLD_SIZE"] for e in two} == {"2"} and {e["MASTER_PORT"] for e in two} == {"29999"}
+    assert all(e["MALLOC_MMAP_THRESHOLD_"] == "131072" for e in two)
+
+
+def test_a_run_made_before_is_copied_from_the_cache_not_run_again(tmp_path, monkeypatch):
+    import subprocess
+
+    monkeypatch.setenv("BERT_WORKBOOK_CACHE_DIR", str(tmp_path / "cache"))
+    first = finetune.launch(1, **{**SMALL, "steps": 1}, output_dir=str(tmp_path / "first"))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("ran again"))
+    again = finetune.launch(1, **{**SMALL, "steps": 1}, output_dir=str(tmp_path / "again"))
+    assert again["losses"] == first["losses"] and (tmp_path / "again" / finetune.FINAL_WEIGHTS).exists()
+    assert again["config"]["output_dir"] == str(tmp_path / "again")
+    assert finetune.parameter_difference(tmp_path / "first", tmp_path / "again") == 0
+    assert finetune._run_key(1, 1, {"resume": True}) is None  # a resumed run always runs

@@ -10,6 +10,10 @@
    bottom. Two lanes run at once (one per core); both copies of a notebook share a lane and a disk
    cache of frozen-encoder work (``BERT_WORKBOOK_CACHE_DIR``).
 
+4. The course in a real browser (tools/browser_test.py): JupyterLab on the loopback, notebooks 01
+   and 02 run down to their explorers in headless Chromium; stubs, ``[NOT YET]`` hints and live
+   widgets checked.
+
 ``make verify`` re-executes every solution notebook in full instead (releases; the whole proof).
 """
 
@@ -110,6 +114,8 @@ def main() -> int:
     # frozen-encoder work on disk: the second copy reads what the first computed.
     with tempfile.TemporaryDirectory(prefix="bert-workbook-cache-") as cache:
         code = code or run_lanes(fresh + exercises, WORKERS, {"BERT_WORKBOOK_CACHE_DIR": cache})
+    print("+ python tools/browser_test.py", flush=True)
+    code = subprocess.run([sys.executable, str(ROOT / "tools" / "browser_test.py")], cwd=ROOT).returncode or code
     print(f"suite: {'passed' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s "
           f"({len(stale)} solution notebooks re-executed in full, {len(fresh)} fresh)")
     return code

@@ -71,6 +71,28 @@ def timing_repeats(repeats: int) -> int:
     return 1 if smoke_test() else repeats
 
 
+SMOKE_SAMPLE = 100
+"""How many examples an evaluation keeps in a smoke test (see :func:`sample_size`)."""
+
+
+def sample_size(n: int) -> int:
+    """``n``, or at most ``SMOKE_SAMPLE`` in a smoke test.
+
+    Notebooks wrap the size of each held-out set in it: a learner always gets ``n``; the test
+    suite's smoke run, which only proves that every cell runs (its numbers are not read),
+    evaluates a handful of examples instead of thousands.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    return min(n, SMOKE_SAMPLE) if smoke_test() else n
+
+
+def timing_shape(batch_size: int, seq_len: int) -> tuple[int, int]:
+    """``(batch_size, seq_len)``, or the smallest shape worth running, ``(1, min(seq_len, 16))``,
+    in a smoke test (whose timings are not read)."""
+    return (1, min(seq_len, 16)) if smoke_test() else (batch_size, seq_len)
+
+
 def training_steps(steps: int) -> int:
     """``steps``, or at most ``SMOKE_STEPS`` in a smoke test (with a warning saying so)."""
     global _smoke_warned

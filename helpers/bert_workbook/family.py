@@ -192,6 +192,7 @@ def forward_seconds(model, batch_size: int, seq_len: int, *, repeats: int = 3, w
     """
     _check_sizes(batch_size=batch_size, seq_len=seq_len, repeats=repeats)
     repeats = env.timing_repeats(repeats)
+    batch_size, seq_len = env.timing_shape(batch_size, seq_len)  # a smoke test times the smallest
     if not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
     limit = getattr(model.config, "max_position_embeddings", None)
