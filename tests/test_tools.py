@@ -50,6 +50,7 @@ def test_the_browser_test_finds_each_explorer_cell():
 
 
 def test_the_browser_test_skips_unless_required_when_there_is_no_browser(monkeypatch, capsys):
+    monkeypatch.setattr(browser_test, "load_playwright", lambda: object())
     monkeypatch.setattr(browser_test, "find_chromium", lambda install: None)
     monkeypatch.setenv(browser_test.MODE_VAR, "")
     assert browser_test.main() == 0 and "SKIPPED" in capsys.readouterr().out
@@ -57,3 +58,11 @@ def test_the_browser_test_skips_unless_required_when_there_is_no_browser(monkeyp
     assert browser_test.main() == 1
     monkeypatch.setenv(browser_test.MODE_VAR, "skip")
     assert browser_test.main() == 0
+
+
+def test_the_browser_test_skips_unless_required_without_playwright(monkeypatch, capsys):
+    monkeypatch.setattr(browser_test, "load_playwright", lambda: None)
+    monkeypatch.setenv(browser_test.MODE_VAR, "")
+    assert browser_test.main() == 0 and "Playwright is not installed" in capsys.readouterr().out
+    monkeypatch.setenv(browser_test.MODE_VAR, "required")
+    assert browser_test.main() == 1

@@ -59,6 +59,15 @@ class BrowserTestError(AssertionError):
     """A check of the course in the browser failed."""
 
 
+def load_playwright():
+    """Playwright's ``sync_playwright``, or None when the package is not installed."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    return sync_playwright
+
+
 def find_chromium(install: bool) -> str | None:
     """A Chromium executable: ``$BERT_WORKBOOK_CHROMIUM``, one on PATH, or (as root on Debian or
     Ubuntu, when ``install``) Debian's package installed with apt-get. None when there is none."""
@@ -232,12 +241,10 @@ def main() -> int:
         print(f"browser test: skipped ({MODE_VAR}=skip)")
         return 0
     required = mode == "required"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        message = ("browser test: Playwright is not installed: pip install -e '.[browser]' "
-                   "(make test does)")
-        print(message)
+    sync_playwright = load_playwright()
+    if sync_playwright is None:
+        print("browser test: SKIPPED: Playwright is not installed: pip install -e '.[browser]' "
+              "(make test does)")
         return 1 if required else 0
     chromium = find_chromium(install=True)
     if chromium is None:

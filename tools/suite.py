@@ -51,9 +51,10 @@ def run(args: list[str], smoke: bool, workers: int = 1) -> int:
     return subprocess.run(args, cwd=ROOT, env=env).returncode
 
 
-# Smoke-mode seconds of both copies of each notebook on the 2-core CPU, one thread each (measured:
-# bench/RESULTS.md): what the lanes below are balanced by.
-SMOKE_COST = {"07": 420, "06": 330, "05": 260, "04": 260, "08": 200, "09": 200, "02": 180, "01": 60, "03": 60}
+# Smoke-mode seconds of both copies of each notebook on the 2-core CPU, one thread each (estimated
+# from the per-cell durations of a measured run, after env.sample_size and the launch cache):
+# what the lanes below are balanced by.
+SMOKE_COST = {"06": 300, "04": 300, "05": 260, "07": 160, "09": 120, "02": 120, "08": 100, "01": 50, "03": 50}
 
 
 def lanes(paths: list[str], count: int) -> list[list[str]]:

@@ -105,8 +105,11 @@ def from_hub(loader, name: str, **kwargs):
     """
     try:
         return loader.from_pretrained(name, local_files_only=True, **kwargs)
-    except (OSError, ValueError, TypeError):  # the legacy tokenizer raises TypeError when not cached
-        pass  # not cached (or incomplete): try the network below
+    except (OSError, ValueError, TypeError, ImportError):
+        # not cached (or incomplete): try the network below. The legacy tokenizer raises
+        # TypeError when its files are missing; under transformers 5.0 it raises ImportError
+        # (it tries a protobuf conversion first)
+        pass
     if hub_is_offline():
         raise _missing_hub_model(name, "it is not in the local cache and HF_HUB_OFFLINE=1")
     if not hub_reachable():

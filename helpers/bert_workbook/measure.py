@@ -547,7 +547,8 @@ def _run_layers(layers, config, hidden: torch.Tensor, attention_mask: torch.Tens
     """``hidden`` through BERT ``layers`` in turn, attending to the tokens of ``attention_mask``."""
     from transformers.masking_utils import create_bidirectional_mask
 
-    mask = create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=attention_mask)
+    # positional: transformers 5.0 names the second argument input_embeds, later releases inputs_embeds
+    mask = create_bidirectional_mask(config, hidden, attention_mask)
     for layer in layers:
         hidden = layer(hidden, mask)
         hidden = hidden[0] if isinstance(hidden, tuple) else hidden
