@@ -148,6 +148,16 @@ def test_minibatch_head_reaches_the_full_batch_optimum():
     assert run.curve.settled("loss", last=3, tolerance=0.01)
 
 
+def test_curve_last_change_is_none_for_a_run_evaluated_once():
+    curve = measure.Curve()
+    assert curve.last_change() is None
+    curve.add(10, 0.7, {"macro_f1": 0.5})
+    assert curve.last_change() is None  # a smoke run's single evaluation: no change to report
+    curve.add(20, 0.6, {"macro_f1": 0.6234})
+    assert curve.last_change() == pytest.approx(0.123)
+    assert curve.last_change("loss") != curve.last_change("loss")  # NaN: the metric was not given
+
+
 def test_balanced_batches_draw_both_classes_equally():
     labels = torch.tensor([0] * 95 + [1] * 5)
     order = measure._batch_order(labels, 500, 16, torch.Generator().manual_seed(0), balanced=True)

@@ -437,6 +437,12 @@ class Curve:
         values = getattr(self, metric)[-last:]
         return len(values) == last and max(values) - min(values) < tolerance
 
+    def last_change(self, metric: str = "macro_f1", digits: int = 3) -> float | None:
+        """How much ``metric`` moved between the last two evaluations (rounded to ``digits``), or
+        None when the run was evaluated fewer than twice (a smoke test's truncated run)."""
+        values = getattr(self, metric)
+        return round(values[-1] - values[-2], digits) if len(values) > 1 else None
+
 
 @dataclass
 class Run:
