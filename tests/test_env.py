@@ -114,6 +114,20 @@ def test_sample_size_and_timing_shape_shrink_only_in_a_smoke_test(monkeypatch):
     assert env.timing_shape(8, 128) == (1, 16) and env.timing_shape(8, 8) == (1, 8)
 
 
+def test_repetitions_keep_two_draws_only_in_a_smoke_test(monkeypatch):
+    monkeypatch.delenv(env.SMOKE_ENV_VAR, raising=False)
+    assert env.repetitions(10) == range(10) and env.repetitions(1) == range(1)
+    monkeypatch.setenv(env.SMOKE_ENV_VAR, "1")
+    assert env.repetitions(10) == range(env.SMOKE_REPETITIONS) == range(2)  # the first draws, same seeds
+    assert env.repetitions(1) == range(1)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "10", None, True])
+def test_repetitions_refuse_what_is_not_a_positive_count(bad):
+    with pytest.raises(ValueError, match="positive int"):
+        env.repetitions(bad)
+
+
 @pytest.mark.parametrize("bad", [-1, 2.5, "10", None, True])
 def test_sample_size_refuses_what_is_not_a_count(bad):
     with pytest.raises(ValueError, match="non-negative int"):

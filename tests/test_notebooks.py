@@ -167,3 +167,29 @@ def test_smoke_lanes_keep_both_copies_together_and_balance_the_cost():
     assert max(costs) - min(costs) <= max(suite.SMOKE_COST.values())
     assert [len(lane) for lane in suite.lanes(paths, 1)] == [len(paths)]
     assert suite.lanes(["notebooks/99_new.ipynb"], 2) == [["notebooks/99_new.ipynb"]]  # unknown cost: still run
+
+
+def test_reserved_work_is_counted_against_the_last_lane():
+    import suite
+
+    paths = [f"solutions/{n}_x.ipynb" for n in suite.SMOKE_COST]
+    free, reserved = suite.lanes(paths, 2), suite.lanes(paths, 2, reserved=10_000)
+    assert len(free) == 2 and reserved == [sorted(paths, key=lambda p: (-suite.SMOKE_COST[p[10:12]], p))]
+
+
+def test_then_starts_when_the_first_lane_finishes(monkeypatch, tmp_path):
+    """The browser test takes the core that the first lane to finish frees, not the end of the
+    slowest lane."""
+    import sys
+
+    import suite
+
+    log = tmp_path / "order.txt"
+    # a stand-in for pytest: lane "97" takes 0.2 s, lane "98" 4 s; each notes when it ends
+    fake = ("import sys, time; name = sys.argv[-1].split('/')[-1][:2]; time.sleep(0.2 if name == '97' else 4); "
+            f"open({str(log)!r}, 'a').write(name + ' ended\\n')")
+    monkeypatch.setattr(suite, "PYTEST", [sys.executable, "-c", fake])
+    monkeypatch.setattr(suite, "BROWSER_COST", 0)  # one notebook per lane
+    then = [sys.executable, "-c", f"open({str(log)!r}, 'a').write('then started\\n')"]
+    assert suite.run_lanes(["solutions/97_a.ipynb", "solutions/98_b.ipynb"], 2, {}, then=then) == 0
+    assert log.read_text().splitlines() == ["97 ended", "then started", "98 ended"]

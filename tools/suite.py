@@ -12,7 +12,8 @@
 
 4. The course in a real browser (tools/browser_test.py): JupyterLab on the loopback, notebooks 01
    and 02 run down to their explorers in headless Chromium; stubs, ``[NOT YET]`` hints and live
-   widgets checked.
+   widgets checked. It starts on the core that the first smoke lane to finish frees (the lanes are
+   balanced with its cost counted against one of them).
 
 ``make verify`` re-executes every solution notebook in full instead (releases; the whole proof).
 """
@@ -52,19 +53,22 @@ def run(args: list[str], smoke: bool, workers: int = 1) -> int:
 
 
 # Smoke-mode seconds of both copies of each notebook on the 2-core CPU, one thread each (estimated
-# from the per-cell durations of a measured run, after env.sample_size and the launch cache):
+# from the per-cell durations of a measured run, pytest --durations, after env.sample_size,
+# env.repetitions and the launch cache):
 # what the lanes below are balanced by.
-SMOKE_COST = {"06": 300, "04": 300, "05": 260, "07": 160, "09": 120, "02": 120, "08": 100, "01": 50, "03": 50}
+SMOKE_COST = {"06": 230, "04": 220, "05": 200, "07": 160, "08": 140, "09": 120, "02": 120, "01": 50, "03": 50}
 
 
-def lanes(paths: list[str], count: int) -> list[list[str]]:
+def lanes(paths: list[str], count: int, reserved: float = 0) -> list[list[str]]:
     """Split notebooks into ``count`` lanes of about equal smoke cost (heaviest first, each to the
     least loaded lane). Both copies of a notebook (notebooks/NN_*, solutions/NN_*) go to the same
-    lane, one after the other, so the second reads the first's frozen-encoder work from the cache."""
+    lane, one after the other, so the second reads the first's frozen-encoder work from the cache.
+    ``reserved`` seconds of other work (the browser test) are counted against the last lane."""
     groups: dict[str, list[str]] = {}
     for path in paths:
         groups.setdefault(Path(path).name[:2], []).append(path)
     loads = [[0, []] for _ in range(max(1, count))]
+    loads[-1][0] = reserved
     for prefix in sorted(groups, key=lambda k: (-SMOKE_COST.get(k, 120), k)):
         lane = min(loads, key=lambda load: load[0])
         lane[0] += SMOKE_COST.get(prefix, 120)
@@ -72,23 +76,35 @@ def lanes(paths: list[str], count: int) -> list[list[str]]:
     return [lane_paths for _, lane_paths in loads if lane_paths]
 
 
-def run_lanes(paths: list[str], count: int, extra_env: dict) -> int:
+# Seconds of the browser test on one core beside a smoke lane (bench/results/suite.md).
+BROWSER_COST = 120
+
+
+def run_lanes(paths: list[str], count: int, extra_env: dict, then: list[str] | None = None) -> int:
     """nbval in smoke mode over ``paths``: one pytest process per lane, all lanes at once, each
-    kernel with cores / lanes torch threads. Prints each lane's report when all have finished."""
+    kernel with cores / lanes torch threads. ``then`` (a command) starts on the core that the first
+    lane to finish frees. Prints each report when everything has finished."""
     env = {**os.environ, "BERT_WORKBOOK_SMOKE": "1", **extra_env}
     env["OMP_NUM_THREADS"] = str(max(1, int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1) // max(1, count)))
     running = []
-    for number, lane in enumerate(lanes(paths, count), 1):
+    for number, lane in enumerate(lanes(paths, count, reserved=BROWSER_COST if then and count > 1 else 0), 1):
         print(f"+ lane {number}: BERT_WORKBOOK_SMOKE=1 OMP_NUM_THREADS={env['OMP_NUM_THREADS']} pytest --nbval-lax "
               + " ".join(lane), flush=True)
         log = tempfile.TemporaryFile(mode="w+")
-        running.append((subprocess.Popen([*PYTEST, "--nbval-lax", *lane], cwd=ROOT, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, text=True), log))
+        running.append((f"lane {number}", subprocess.Popen([*PYTEST, "--nbval-lax", *lane], cwd=ROOT, env=env,
+                                                           stdout=log, stderr=subprocess.STDOUT, text=True), log))
+    if then:
+        while running and all(process.poll() is None for _, process, _ in running):
+            time.sleep(1)
+        print("+", " ".join(Path(part).name if part == sys.executable else part for part in then), flush=True)
+        log = tempfile.TemporaryFile(mode="w+")
+        running.append((then[-1], subprocess.Popen(then, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": env["OMP_NUM_THREADS"]},
+                                                   stdout=log, stderr=subprocess.STDOUT, text=True), log))
     code = 0
-    for number, (process, log) in enumerate(running, 1):
+    for name, process, log in running:
         code = process.wait() or code
         log.seek(0)
-        print(f"--- lane {number}", flush=True)
+        print(f"--- {name}", flush=True)
         sys.stdout.write(log.read())
     return code
 
@@ -113,10 +129,13 @@ def main() -> int:
     exercises = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
     # Both copies of a notebook run in one lane, one after the other, and share a cache of
     # frozen-encoder work on disk: the second copy reads what the first computed.
+    browser = [sys.executable, "tools/browser_test.py"]
     with tempfile.TemporaryDirectory(prefix="bert-workbook-cache-") as cache:
-        code = code or run_lanes(fresh + exercises, WORKERS, {"BERT_WORKBOOK_CACHE_DIR": cache})
-    print("+ python tools/browser_test.py", flush=True)
-    code = subprocess.run([sys.executable, str(ROOT / "tools" / "browser_test.py")], cwd=ROOT).returncode or code
+        if code == 0:
+            code = run_lanes(fresh + exercises, WORKERS, {"BERT_WORKBOOK_CACHE_DIR": cache}, then=browser)
+        else:
+            print("+ python tools/browser_test.py", flush=True)
+            subprocess.run(browser, cwd=ROOT)
     print(f"suite: {'passed' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s "
           f"({len(stale)} solution notebooks re-executed in full, {len(fresh)} fresh)")
     return code

@@ -87,6 +87,22 @@ def sample_size(n: int) -> int:
     return min(n, SMOKE_SAMPLE) if smoke_test() else n
 
 
+SMOKE_REPETITIONS = 2
+"""How many seeds or draws a repeated measurement keeps in a smoke test (see :func:`repetitions`)."""
+
+
+def repetitions(n: int) -> range:
+    """The draws or seeds of a repeated measurement: ``range(n)``, or the first
+    ``SMOKE_REPETITIONS`` of them in a smoke test.
+
+    Two are enough for the smoke run, whose numbers are not read, to exercise every line of a
+    paired comparison (a difference, its interval, a spread); a learner always gets all ``n``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    return range(min(n, SMOKE_REPETITIONS) if smoke_test() else n)
+
+
 def timing_shape(batch_size: int, seq_len: int) -> tuple[int, int]:
     """``(batch_size, seq_len)``, or the smallest shape worth running, ``(1, min(seq_len, 16))``,
     in a smoke test (whose timings are not read)."""
