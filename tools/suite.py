@@ -96,7 +96,7 @@ def run_lanes(paths: list[str], count: int, extra_env: dict, then: list[str] | N
     if then:
         while running and all(process.poll() is None for _, process, _ in running):
             time.sleep(1)
-        print("+", " ".join(Path(part).name if part == sys.executable else part for part in then), flush=True)
+        print("+ python", *then[1:], flush=True)
         log = tempfile.TemporaryFile(mode="w+")
         running.append((then[-1], subprocess.Popen(then, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": env["OMP_NUM_THREADS"]},
                                                    stdout=log, stderr=subprocess.STDOUT, text=True), log))
@@ -130,12 +130,10 @@ def main() -> int:
     # Both copies of a notebook run in one lane, one after the other, and share a cache of
     # frozen-encoder work on disk: the second copy reads what the first computed.
     browser = [sys.executable, "tools/browser_test.py"]
+    # After a failure no lane runs, and the browser test starts at once.
     with tempfile.TemporaryDirectory(prefix="bert-workbook-cache-") as cache:
-        if code == 0:
-            code = run_lanes(fresh + exercises, WORKERS, {"BERT_WORKBOOK_CACHE_DIR": cache}, then=browser)
-        else:
-            print("+ python tools/browser_test.py", flush=True)
-            subprocess.run(browser, cwd=ROOT)
+        code = run_lanes([] if code else fresh + exercises, WORKERS, {"BERT_WORKBOOK_CACHE_DIR": cache},
+                         then=browser) or code
     print(f"suite: {'passed' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s "
           f"({len(stale)} solution notebooks re-executed in full, {len(fresh)} fresh)")
     return code
