@@ -157,7 +157,7 @@ def test_smoke_lanes_keep_both_copies_together_and_balance_the_cost():
     import suite
 
     paths = [f"{folder}/{n}_x.ipynb" for n in suite.SMOKE_COST for folder in ("notebooks", "solutions")]
-    two = suite.lanes(paths, 2)
+    two = [lane.notebooks for lane in suite.lanes(paths, 2)]
     assert sorted(p for lane in two for p in lane) == sorted(paths)
     for lane in two:
         prefixes = [p.split("/")[1][:2] for p in lane]
@@ -165,8 +165,26 @@ def test_smoke_lanes_keep_both_copies_together_and_balance_the_cost():
         assert lane.index(f"notebooks/{prefixes[0]}_x.ipynb") + 1 == lane.index(f"solutions/{prefixes[0]}_x.ipynb")
     costs = [sum(suite.SMOKE_COST[n] for n in {p.split("/")[1][:2] for p in lane}) for lane in two]
     assert max(costs) - min(costs) <= max(suite.SMOKE_COST.values())
-    assert [len(lane) for lane in suite.lanes(paths, 1)] == [len(paths)]
-    assert suite.lanes(["notebooks/99_new.ipynb"], 2) == [["notebooks/99_new.ipynb"]]  # unknown cost: still run
+    assert [len(lane.notebooks) for lane in suite.lanes(paths, 1)] == [len(paths)]
+    assert [lane.notebooks for lane in suite.lanes(["notebooks/99_new.ipynb"], 2)] == [["notebooks/99_new.ipynb"]]
+
+
+def test_unit_tests_are_shared_between_the_lanes_and_counted():
+    """Every unit test runs in exactly one lane; a file with a cost of its own is left out of the
+    rest, and the costs balance the lanes."""
+    import suite
+
+    groups = suite.unit_groups()
+    rest = next(args for args in groups if args[0] == "tests")
+    for path in suite.UNIT_COST:
+        assert f"--ignore={path}" in rest and (path,) in groups
+    paths = [f"{folder}/{n}_x.ipynb" for n in suite.SMOKE_COST for folder in ("notebooks", "solutions")]
+    planned = suite.lanes(paths, 2, units=groups)
+    assert sorted(a for lane in planned for a in lane.units) == sorted(a for args in groups for a in args)
+    assert all(lane.cost == sum(suite.SMOKE_COST[p.split("/")[1][:2]] for p in lane.notebooks) / 2
+               + sum(cost for args, cost in groups.items() if args[0] in lane.units) for lane in planned)
+    assert max(lane.cost for lane in planned) - min(lane.cost for lane in planned) <= max(suite.SMOKE_COST.values())
+    assert [lane.units for lane in suite.lanes([], 2, units={("tests",): 1})] == [["tests"]]  # units alone
 
 
 def test_reserved_work_is_counted_against_the_last_lane():
@@ -174,22 +192,38 @@ def test_reserved_work_is_counted_against_the_last_lane():
 
     paths = [f"solutions/{n}_x.ipynb" for n in suite.SMOKE_COST]
     free, reserved = suite.lanes(paths, 2), suite.lanes(paths, 2, reserved=10_000)
-    assert len(free) == 2 and reserved == [sorted(paths, key=lambda p: (-suite.SMOKE_COST[p[10:12]], p))]
+    assert len(free) == 2 and [lane.notebooks for lane in reserved] == [
+        sorted(paths, key=lambda p: (-suite.SMOKE_COST[p[10:12]], p))]
 
 
 def test_then_starts_when_the_first_lane_finishes(monkeypatch, tmp_path):
     """The browser test takes the core that the first lane to finish frees, not the end of the
-    slowest lane."""
+    slowest lane; a lane runs its unit tests before its notebooks, without the smoke setting."""
     import sys
 
     import suite
 
     log = tmp_path / "order.txt"
     # a stand-in for pytest: lane "97" takes 0.2 s, lane "98" 4 s; each notes when it ends
-    fake = ("import sys, time; name = sys.argv[-1].split('/')[-1][:2]; time.sleep(0.2 if name == '97' else 4); "
-            f"open({str(log)!r}, 'a').write(name + ' ended\\n')")
+    fake = ("import os, sys, time; name = sys.argv[-1].split('/')[-1][:2]; time.sleep(0.2 if name == '97' else 4); "
+            f"open({str(log)!r}, 'a').write(name + ' ended' + (' (smoke)' if os.environ.get('BERT_WORKBOOK_SMOKE') else '') + '\\n')")
     monkeypatch.setattr(suite, "PYTEST", [sys.executable, "-c", fake])
-    monkeypatch.setattr(suite, "BROWSER_COST", 0)  # one notebook per lane
     then = [sys.executable, "-c", f"open({str(log)!r}, 'a').write('then started\\n')"]
-    assert suite.run_lanes(["solutions/97_a.ipynb", "solutions/98_b.ipynb"], 2, {}, then=then) == 0
-    assert log.read_text().splitlines() == ["97 ended", "then started", "98 ended"]
+    planned = [suite.Lane(units=["tests/97_units.py"], notebooks=["solutions/97_a.ipynb"]),
+               suite.Lane(notebooks=["solutions/98_b.ipynb"])]
+    assert suite.run_lanes(planned, {}, then=then) == 0
+    assert log.read_text().splitlines() == ["97 ended", "97 ended (smoke)", "then started", "98 ended (smoke)"]
+
+
+def test_a_failed_step_fails_the_lanes_but_the_others_still_run(monkeypatch, tmp_path):
+    import sys
+
+    import suite
+
+    log = tmp_path / "ran.txt"
+    fake = (f"import sys; open({str(log)!r}, 'a').write(sys.argv[-1] + '\\n'); "
+            "sys.exit(1 if 'bad' in sys.argv[-1] else 0)")
+    monkeypatch.setattr(suite, "PYTEST", [sys.executable, "-c", fake])
+    planned = [suite.Lane(units=["tests/bad_units.py"], notebooks=["solutions/97_a.ipynb"])]
+    assert suite.run_lanes(planned, {}) == 1
+    assert log.read_text().splitlines() == ["tests/bad_units.py", "solutions/97_a.ipynb"]

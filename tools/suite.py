@@ -3,12 +3,13 @@
 1. Every solution notebook's digest is checked (tools/digest.py). One whose code cells changed
    since it was executed, or that was never stamped, fails the suite at once: its outputs were
    not produced by its code. Run ``make execute`` and commit.
-2. The unit tests, and nbval over every **stale** solution notebook (something it runs changed):
-   executed in full, outputs compared with the stored ones.
-3. nbval in smoke mode (``BERT_WORKBOOK_SMOKE=1``: training cut short, outputs not compared) over
-   every **fresh** solution notebook and every exercise copy in notebooks/: each must run top to
-   bottom. Two lanes run at once (one per core); both copies of a notebook share a lane and a disk
-   cache of frozen-encoder work (``BERT_WORKBOOK_CACHE_DIR``).
+2. nbval over every **stale** solution notebook (something it runs changed): executed in full,
+   one at a time, outputs compared with the stored ones.
+3. Two lanes at once, one per core, each with one torch thread: a share of the unit tests, then
+   nbval in smoke mode (``BERT_WORKBOOK_SMOKE=1``: training cut short, outputs not compared) over
+   a share of the **fresh** solution notebooks and of the exercise copies in notebooks/: each must
+   run top to bottom. Both copies of a notebook share a lane and a disk cache of frozen-encoder
+   work (``BERT_WORKBOOK_CACHE_DIR``). The lanes are balanced by measured costs.
 
 4. The course in a real browser (tools/browser_test.py): JupyterLab on the loopback, notebooks 01
    and 02 run down to their explorers in headless Chromium; stubs, ``[NOT YET]`` hints and live
@@ -20,12 +21,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,74 +37,114 @@ ROOT = digest.ROOT
 PYTEST = [sys.executable, "-m", "pytest", "--nbval-current-env", "-p", "no:cacheprovider"]
 
 
-# Smoke runs compare no outputs, so they may split the cores: WORKERS notebooks at a time, each
-# kernel with cores / WORKERS torch threads (measured faster; bench/RESULTS.md). Full runs keep the
-# thread count the stored outputs were computed with, one notebook at a time.
-WORKERS = int(os.environ.get("BERT_WORKBOOK_TEST_WORKERS", "2")) if importlib.util.find_spec("xdist") else 1
+# Unit tests and smoke runs compare no stored outputs, so they may split the cores: WORKERS lanes
+# at once, each with cores / WORKERS torch threads (measured faster; bench/RESULTS.md). Full runs
+# keep the thread count the stored outputs were computed with, one notebook at a time.
+WORKERS = int(os.environ.get("BERT_WORKBOOK_TEST_WORKERS", "2"))
 
 
-def run(args: list[str], smoke: bool, workers: int = 1) -> int:
+def run(args: list[str], smoke: bool) -> int:
     env = {**os.environ, "BERT_WORKBOOK_SMOKE": "1" if smoke else ""}
-    if workers > 1:
-        threads = max(1, int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1) // workers)
-        env["OMP_NUM_THREADS"] = str(threads)
-        args = [*args, "-n", str(workers), "--dist", "loadfile"]
     print("+", ("BERT_WORKBOOK_SMOKE=1 " if smoke else "") + f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS')} "
           + " ".join(args[2:]), flush=True)
     return subprocess.run(args, cwd=ROOT, env=env).returncode
 
 
-# Smoke-mode seconds of both copies of each notebook on the 2-core CPU, one thread each (estimated
-# from the per-cell durations of a measured run, pytest --durations, after env.sample_size,
-# env.repetitions and the launch cache):
-# what the lanes below are balanced by.
-SMOKE_COST = {"06": 230, "04": 220, "05": 200, "07": 160, "08": 140, "09": 120, "02": 120, "01": 50, "03": 50}
+# Seconds on one core (one torch thread, the other core busy) of each group a lane runs, measured
+# with pytest --durations on the 2-core CPU (bench/results/suite.md): what the lanes are balanced by.
+# Notebooks: both copies in smoke mode, after env.sample_size, env.repetitions and the caches.
+SMOKE_COST = {"04": 215, "05": 200, "06": 160, "09": 145, "02": 125, "08": 95, "07": 115, "01": 65, "03": 55}
+# Unit tests: a file named here is a group of its own; the rest of tests/ is one more group.
+UNIT_COST = {"tests/test_finetune.py": 75}
+UNITS_REST_COST = 120
 
 
-def lanes(paths: list[str], count: int, reserved: float = 0) -> list[list[str]]:
-    """Split notebooks into ``count`` lanes of about equal smoke cost (heaviest first, each to the
-    least loaded lane). Both copies of a notebook (notebooks/NN_*, solutions/NN_*) go to the same
-    lane, one after the other, so the second reads the first's frozen-encoder work from the cache.
-    ``reserved`` seconds of other work (the browser test) are counted against the last lane."""
+@dataclass
+class Lane:
+    """What one core runs, in order: unit tests (``units``: pytest arguments; outputs compared
+    with nothing stored, smoke mode off), then ``notebooks`` in smoke mode."""
+
+    cost: float = 0
+    units: list[str] = field(default_factory=list)
+    notebooks: list[str] = field(default_factory=list)
+
+
+def unit_groups(folder: str = "tests") -> dict[tuple[str, ...], float]:
+    """The unit tests as groups of pytest arguments, each with its cost."""
+    alone = [path for path in UNIT_COST if (ROOT / path).exists()]
+    rest = (folder, *[f"--ignore={path}" for path in alone])
+    return {rest: UNITS_REST_COST, **{(path,): UNIT_COST[path] for path in alone}}
+
+
+def lanes(paths: list[str], count: int, reserved: float = 0,
+          units: dict[tuple[str, ...], float] | None = None) -> list[Lane]:
+    """Split unit-test groups and notebooks into ``count`` lanes of about equal cost (heaviest
+    first, each to the least loaded lane). Both copies of a notebook (notebooks/NN_*,
+    solutions/NN_*) go to the same lane, one after the other, so the second reads the first's
+    frozen-encoder work from the cache. ``reserved`` seconds of other work (the browser test) are
+    counted against the last lane."""
     groups: dict[str, list[str]] = {}
     for path in paths:
         groups.setdefault(Path(path).name[:2], []).append(path)
-    loads = [[0, []] for _ in range(max(1, count))]
-    loads[-1][0] = reserved
-    for prefix in sorted(groups, key=lambda k: (-SMOKE_COST.get(k, 120), k)):
-        lane = min(loads, key=lambda load: load[0])
-        lane[0] += SMOKE_COST.get(prefix, 120)
-        lane[1] += sorted(groups[prefix])
-    return [lane_paths for _, lane_paths in loads if lane_paths]
+    work = [(SMOKE_COST.get(prefix, 120), prefix, "notebooks", sorted(group)) for prefix, group in groups.items()]
+    work += [(cost, " ".join(args), "units", list(args)) for args, cost in (units or {}).items()]
+    loads = [Lane() for _ in range(max(1, count))]
+    loads[-1].cost = reserved
+    for cost, _, kind, items in sorted(work, key=lambda w: (-w[0], w[1])):
+        lane = min(loads, key=lambda load: load.cost)
+        lane.cost += cost
+        getattr(lane, kind).extend(items)
+    return [lane for lane in loads if lane.units or lane.notebooks]
 
 
-# Seconds of the browser test on one core beside a smoke lane (bench/results/suite.md).
-BROWSER_COST = 120
+# Seconds of the browser test on one core beside a smoke lane, with the lanes' cache
+# (bench/results/suite.md).
+BROWSER_COST = 110
 
 
-def run_lanes(paths: list[str], count: int, extra_env: dict, then: list[str] | None = None) -> int:
-    """nbval in smoke mode over ``paths``: one pytest process per lane, all lanes at once, each
-    kernel with cores / lanes torch threads. ``then`` (a command) starts on the core that the first
-    lane to finish frees. Prints each report when everything has finished."""
+def _run_lane(lane: Lane, env: dict, log) -> int:
+    """A lane's steps, one after the other, into ``log``: every step runs even if one failed."""
+    code = 0
+    if lane.units:  # no notebook cache, no smoke mode: as the unit tests expect
+        unit_env = {k: v for k, v in env.items() if k not in ("BERT_WORKBOOK_CACHE_DIR", "BERT_WORKBOOK_SMOKE")}
+        code = subprocess.run([*PYTEST, *lane.units], cwd=ROOT, env=unit_env, stdout=log,
+                              stderr=subprocess.STDOUT).returncode or code
+    if lane.notebooks:
+        code = subprocess.run([*PYTEST, "--nbval-lax", *lane.notebooks], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT).returncode or code
+    return code
+
+
+def run_lanes(planned: list[Lane], extra_env: dict, then: list[str] | None = None) -> int:
+    """Run the ``planned`` lanes all at once, each with cores / lanes torch threads: its unit tests,
+    then its notebooks in smoke mode. ``then`` (a command, with ``extra_env`` too) starts on the
+    core that the first lane to finish frees. Prints each report when everything has finished."""
     env = {**os.environ, "BERT_WORKBOOK_SMOKE": "1", **extra_env}
-    env["OMP_NUM_THREADS"] = str(max(1, int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1) // max(1, count)))
-    running = []
-    for number, lane in enumerate(lanes(paths, count, reserved=BROWSER_COST if then and count > 1 else 0), 1):
-        print(f"+ lane {number}: BERT_WORKBOOK_SMOKE=1 OMP_NUM_THREADS={env['OMP_NUM_THREADS']} pytest --nbval-lax "
-              + " ".join(lane), flush=True)
-        log = tempfile.TemporaryFile(mode="w+")
-        running.append((f"lane {number}", subprocess.Popen([*PYTEST, "--nbval-lax", *lane], cwd=ROOT, env=env,
-                                                           stdout=log, stderr=subprocess.STDOUT, text=True), log))
+    env["OMP_NUM_THREADS"] = str(max(1, int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1) // max(1, len(planned))))
+    results: dict[str, int] = {}
+    logs, threads = {}, []
+    for number, lane in enumerate(planned, 1):
+        name = f"lane {number}"
+        print(f"+ {name} (OMP_NUM_THREADS={env['OMP_NUM_THREADS']}): "
+              + (f"pytest {' '.join(lane.units)}; " if lane.units else "")
+              + (f"BERT_WORKBOOK_SMOKE=1 pytest --nbval-lax {' '.join(lane.notebooks)}" if lane.notebooks else ""),
+              flush=True)
+        logs[name] = tempfile.TemporaryFile(mode="w+")
+        thread = threading.Thread(target=lambda n=name, work=lane: results.__setitem__(n, _run_lane(work, env, logs[n])))
+        thread.start()
+        threads.append(thread)
     if then:
-        while running and all(process.poll() is None for _, process, _ in running):
+        while threads and all(thread.is_alive() for thread in threads):
             time.sleep(1)
         print("+ python", *then[1:], flush=True)
-        log = tempfile.TemporaryFile(mode="w+")
-        running.append((then[-1], subprocess.Popen(then, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": env["OMP_NUM_THREADS"]},
-                                                   stdout=log, stderr=subprocess.STDOUT, text=True), log))
+        logs[then[-1]] = tempfile.TemporaryFile(mode="w+")
+        results[then[-1]] = subprocess.run(then, cwd=ROOT, env={**os.environ, **extra_env, "OMP_NUM_THREADS": env["OMP_NUM_THREADS"]},
+                                           stdout=logs[then[-1]], stderr=subprocess.STDOUT).returncode
+    for thread in threads:
+        thread.join()
     code = 0
-    for name, process, log in running:
-        code = process.wait() or code
+    for name, log in logs.items():
+        code = results.get(name, 1) or code
         log.seek(0)
         print(f"--- {name}", flush=True)
         sys.stdout.write(log.read())
@@ -121,19 +163,18 @@ def main() -> int:
         return 1
     stale = [name for name, state in statuses.items() if state == "stale"]
     fresh = [name for name, state in statuses.items() if state == "fresh"]
-    # Unit tests compare no notebook outputs: they may use both cores. Stale notebooks run one at
-    # a time with the thread count their stored outputs were computed with.
-    code = run([*PYTEST, "tests"], smoke=False, workers=WORKERS)
-    if stale:
-        code = code or run([*PYTEST, "--nbval", *stale], smoke=False)
+    # Stale notebooks first, one at a time, with the thread count their stored outputs were
+    # computed with. Then the lanes, one per core: unit tests, and notebooks in smoke mode.
+    code = run([*PYTEST, "--nbval", *stale], smoke=False) if stale else 0
     exercises = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
-    # Both copies of a notebook run in one lane, one after the other, and share a cache of
-    # frozen-encoder work on disk: the second copy reads what the first computed.
-    browser = [sys.executable, "tools/browser_test.py"]
-    # After a failure no lane runs, and the browser test starts at once.
+    # After a failed full run the lanes run the unit tests only. Both copies of a notebook run in
+    # one lane, one after the other, and share a cache of frozen-encoder work on disk with the
+    # browser test: the second copy reads what the first computed.
+    planned = lanes([] if code else fresh + exercises, WORKERS, reserved=BROWSER_COST if WORKERS > 1 else 0,
+                    units=unit_groups())
     with tempfile.TemporaryDirectory(prefix="bert-workbook-cache-") as cache:
-        code = run_lanes([] if code else fresh + exercises, WORKERS, {"BERT_WORKBOOK_CACHE_DIR": cache},
-                         then=browser) or code
+        code = run_lanes(planned, {"BERT_WORKBOOK_CACHE_DIR": cache},
+                         then=[sys.executable, "tools/browser_test.py"]) or code
     print(f"suite: {'passed' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s "
           f"({len(stale)} solution notebooks re-executed in full, {len(fresh)} fresh)")
     return code
