@@ -166,3 +166,18 @@ def test_one_entry_per_model_holds_everything_the_course_knows():
         assert family.PUBLISHED_PARAMETERS[name] == (member.published_millions, member.parameters_source)
         assert family.CITED_MNLI[name] == (member.mnli, member.mnli_source)
         assert type(family.family_config(name)).__name__ == member.config_class
+
+
+def test_a_smoke_test_builds_one_layer_on_a_real_device_and_counts_every_layer(monkeypatch):
+    from transformers import BertConfig
+
+    config = BertConfig(vocab_size=2100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    monkeypatch.setenv("BERT_WORKBOOK_SMOKE", "1")
+    assert len(family.build_model(config, "cpu").encoder.layer) == 1
+    assert len(family.build_model(config).encoder.layer) == 3  # meta: parameter counts stay whole
+    assert config.num_hidden_layers == 3  # the caller's config is left alone
+    monkeypatch.setenv("BERT_WORKBOOK_SMOKE", "0")
+    assert len(family.build_model(config, "cpu").encoder.layer) == 3
+    modern = family.one_layer(family.family_config("ModernBERT-base"))
+    assert modern.num_hidden_layers == 1 and len(getattr(modern, "layer_types", None) or [None]) == 1

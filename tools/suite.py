@@ -53,10 +53,10 @@ def run(args: list[str], smoke: bool) -> int:
 # Seconds on one core (one torch thread, the other core busy) of each group a lane runs, measured
 # with pytest --durations on the 2-core CPU (bench/results/suite.md): what the lanes are balanced by.
 # Notebooks: both copies in smoke mode, after env.sample_size, env.repetitions and the caches.
-SMOKE_COST = {"04": 215, "05": 200, "06": 160, "09": 145, "02": 125, "08": 95, "07": 115, "01": 65, "03": 55}
+SMOKE_COST = {"04": 180, "09": 150, "05": 140, "06": 125, "02": 120, "07": 115, "08": 100, "03": 50, "01": 40}
 # Unit tests: a file named here is a group of its own; the rest of tests/ is one more group.
-UNIT_COST = {"tests/test_finetune.py": 75}
-UNITS_REST_COST = 120
+UNIT_COST = {"tests/test_finetune.py": 80}
+UNITS_REST_COST = 95
 
 
 @dataclass
@@ -99,7 +99,7 @@ def lanes(paths: list[str], count: int, reserved: float = 0,
 
 # Seconds of the browser test on one core beside a smoke lane, with the lanes' cache
 # (bench/results/suite.md).
-BROWSER_COST = 110
+BROWSER_COST = 120
 
 
 def _run_lane(lane: Lane, env: dict, log) -> int:

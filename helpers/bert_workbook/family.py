@@ -120,12 +120,27 @@ def architecture(config) -> dict:
 def build_model(config, device: str | torch.device = "meta"):
     """The bare encoder (``AutoModel``) for ``config``: on the ``meta`` device by default, where
     parameters have shapes but no storage (for counting), or with random weights on a real device
-    (for timing), in eval mode."""
+    (for timing), in eval mode. In a smoke test (``env.smoke_test()``) a model on a real device
+    keeps one layer: that run proves the code works, and drawing the random weights of twelve
+    layers is most of its time."""
     from transformers import AutoModel
 
+    if torch.device(device).type != "meta" and env.smoke_test():
+        config = one_layer(config)
     with torch.device(device):
         model = AutoModel.from_config(config)
     return model.eval()
+
+
+def one_layer(config):
+    """A copy of ``config`` with a single layer (and a single entry of a per-layer attention plan)."""
+    import copy
+
+    config = copy.deepcopy(config)
+    config.num_hidden_layers = 1
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = config.layer_types[:1]
+    return config
 
 
 def count_parameters(model) -> int:
