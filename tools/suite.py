@@ -69,10 +69,10 @@ class Lane:
     notebooks: list[str] = field(default_factory=list)
 
 
-def unit_groups(folder: str = "tests") -> dict[tuple[str, ...], float]:
+def unit_groups() -> dict[tuple[str, ...], float]:
     """The unit tests as groups of pytest arguments, each with its cost."""
     alone = [path for path in UNIT_COST if (ROOT / path).exists()]
-    rest = (folder, *[f"--ignore={path}" for path in alone])
+    rest = ("tests", *[f"--ignore={path}" for path in alone])
     return {rest: UNITS_REST_COST, **{(path,): UNIT_COST[path] for path in alone}}
 
 
@@ -130,7 +130,11 @@ def run_lanes(planned: list[Lane], extra_env: dict, then: list[str] | None = Non
               + (f"BERT_WORKBOOK_SMOKE=1 pytest --nbval-lax {' '.join(lane.notebooks)}" if lane.notebooks else ""),
               flush=True)
         logs[name] = tempfile.TemporaryFile(mode="w+")
-        thread = threading.Thread(target=lambda n=name, work=lane: results.__setitem__(n, _run_lane(work, env, logs[n])))
+
+        def run_one(name: str = name, lane: Lane = lane) -> None:
+            results[name] = _run_lane(lane, env, logs[name])
+
+        thread = threading.Thread(target=run_one)
         thread.start()
         threads.append(thread)
     if then:
