@@ -12,3 +12,29 @@ def test_items_per_second_counts_items():
 def test_items_per_second_rejects_bad_input(items, repeats):
     with pytest.raises(ValueError):
         items_per_second(len, items, repeats=repeats)
+
+
+def test_fastest_seconds_calls_warmup_plus_repeats_and_keeps_the_fastest():
+    import time
+
+    from bert_workbook.timing import fastest_seconds
+
+    pauses = iter([0.0, 0.03, 0.0, 0.01, 0.02])  # the first is the warm-up: never timed
+    calls = []
+
+    def pause():
+        calls.append(1)
+        time.sleep(next(pauses))
+
+    seconds = fastest_seconds(pause, 4, warmup=1)
+    assert len(calls) == 5  # no hidden runs
+    assert 0.0 <= seconds < 0.01
+
+
+@pytest.mark.parametrize("arguments", [{"repeats": 0}, {"repeats": 1.5}, {"repeats": True},
+                                       {"repeats": 2, "warmup": -1}, {"repeats": 2, "warmup": "1"}])
+def test_fastest_seconds_rejects_bad_counts(arguments):
+    from bert_workbook.timing import fastest_seconds
+
+    with pytest.raises(ValueError):
+        fastest_seconds(lambda: None, **arguments)

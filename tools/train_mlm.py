@@ -7,6 +7,11 @@ changed to ``helpers/bert_workbook/weights/`` as float16 safetensors. ``bert_wor
 them on top of the installed encoder.
 
     python tools/train_mlm.py --minutes 60 --threads 2
+
+``--extra-train`` adds plain-text files (one document per line, e.g. the broad-English corpus that
+``tools/broad_english.py`` writes) to the course corpus; ``--extra-held-out`` reports held-out
+accuracy on such a file as well; ``--init shipped`` continues from the shipped weights instead of a
+fresh head.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ def main() -> None:
     parser.add_argument("--freeze-layers", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--init", choices=("fresh", "shipped"), default="fresh")
+    parser.add_argument("--extra-train", type=Path, nargs="*", default=[])
+    parser.add_argument("--extra-held-out", type=Path, default=None)
+    parser.add_argument("--warmup", type=int, default=100)
     args = parser.parse_args()
 
     from safetensors.torch import save_file
@@ -45,11 +54,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     seed_everything(0)
     tokenizer = load_tokenizer()
-    train = token_windows(tokenizer, load_mlm_corpus("train"), args.length)
+    texts = load_mlm_corpus("train")
+    for path in args.extra_train:
+        texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    train = token_windows(tokenizer, texts, args.length)
     held_out = token_windows(tokenizer, load_mlm_corpus("validation"), args.length)[:1024]
     print(f"train windows {len(train)}, held-out windows {len(held_out)}", flush=True)
+    broad = None
+    if args.extra_held_out is not None:
+        lines = [line for line in args.extra_held_out.read_text(encoding="utf-8").splitlines() if line.strip()]
+        broad = token_windows(tokenizer, lines, args.length)[:1024]
 
-    model = load_masked_lm("embedded", head="fresh")
+    model = load_masked_lm("embedded", head="trained" if args.init == "shipped" else "fresh")
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     for layer in model.bert.encoder.layer[: args.freeze_layers]:
         layer.requires_grad_(False)
@@ -63,6 +79,11 @@ def main() -> None:
                                            mask_id, generator=eval_gen, mask_replace_prob=1.0,
                                            random_replace_prob=0.0)
 
+    if broad is not None:
+        broad_inputs, broad_labels = mask_tokens(broad, special_tokens_mask(broad, tokenizer), vocab,
+                                                 mask_id, generator=torch.Generator().manual_seed(1),
+                                                 mask_replace_prob=1.0, random_replace_prob=0.0)
+
     def evaluate():
         """Held-out loss and top-1 accuracy at the (all [MASK]) selected positions."""
         report = accuracy_by_status(model, held_out, eval_inputs, eval_labels, mask_id,
@@ -70,11 +91,21 @@ def main() -> None:
         model.train()
         return report["loss"], report["accuracy"]
 
+    def evaluate_broad():
+        """The same on the extra held-out text, or None."""
+        if broad is None:
+            return None
+        report = accuracy_by_status(model, broad, broad_inputs, broad_labels, mask_id,
+                                    batch_size=128)["all selected"]
+        model.train()
+        return round(report["accuracy"], 4)
+
     gen = torch.Generator().manual_seed(0)
     loss0, acc0 = evaluate()
-    print(f"step 0 held-out loss {loss0:.3f} acc {acc0:.3f}", flush=True)
+    broad0 = evaluate_broad()
+    print(f"step 0 held-out loss {loss0:.3f} acc {acc0:.3f} extra held-out acc {broad0}", flush=True)
     deadline = time.time() + args.minutes * 60
-    warmup, step, log = 100, 0, []
+    warmup, step, log = args.warmup, 0, []
     est_steps = None
     model.train()
     started = time.time()
@@ -102,11 +133,14 @@ def main() -> None:
                 held_loss, acc = evaluate()
                 log.append({"step": step, "train_loss": round(loss.item(), 4),
                             "held_out_loss": round(held_loss, 4), "held_out_accuracy": round(acc, 4)})
+                if broad is not None:
+                    log[-1]["extra_held_out_accuracy"] = evaluate_broad()
                 print(json.dumps(log[-1]), flush=True)
             if time.time() >= deadline:
                 break
 
     held_loss, acc = evaluate()
+    broad1 = evaluate_broad()
     args.out.mkdir(parents=True, exist_ok=True)
     tensors = {n: p.detach().to(torch.float16).contiguous() for n, p in trainable.items()}
     save_file(tensors, str(args.out / "masked_lm.safetensors"))
@@ -114,7 +148,10 @@ def main() -> None:
             "freeze_layers": args.freeze_layers, "minutes": args.minutes,
             "held_out_loss": round(held_loss, 4), "held_out_accuracy": round(acc, 4),
             "before": {"held_out_loss": round(loss0, 4), "held_out_accuracy": round(acc0, 4)},
+            "init": args.init, "extra_train": [p.name for p in args.extra_train],
             "log": log}
+    if broad is not None:
+        meta["extra_held_out_accuracy"] = {"before": broad0, "after": broad1}
     (args.out / "masked_lm_training.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"final held-out loss {held_loss:.3f} acc {acc:.3f}; wrote {args.out}", flush=True)
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils import benchmark
 
 from bert_workbook import env
+from bert_workbook.timing import fastest_seconds
 
 
 @dataclass(frozen=True)
@@ -217,13 +217,8 @@ def forward_seconds(model, batch_size: int, seq_len: int, *, repeats: int = 3, w
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(1000, 2000, (batch_size, seq_len), generator=generator).to(device)
     mask = torch.ones_like(ids)
-    for _ in range(warmup):
-        model(input_ids=ids, attention_mask=mask)
-    # torch's timer synchronises CUDA around each run and pins the thread count
-    timer = benchmark.Timer("model(input_ids=ids, attention_mask=mask)",
-                            globals={"model": model, "ids": ids, "mask": mask},
-                            num_threads=torch.get_num_threads())
-    return min(timer.timeit(1).mean for _ in range(repeats))
+    return fastest_seconds(lambda: model(input_ids=ids, attention_mask=mask), repeats, warmup=warmup,
+                           cuda=device.type == "cuda")
 
 
 def speed_grid(builders: dict[str, Callable[[], torch.nn.Module]], batch_sizes: Sequence[int],
