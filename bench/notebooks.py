@@ -71,10 +71,23 @@ def run_notebook(path: Path, timeout: int = 900) -> tuple[float, int, int]:
     return wall, peak[0], peak[1]
 
 
+def cpu_name() -> str:
+    """The processor's model name where the system says it (Linux), else its architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {platform.machine()}"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_line() -> str:
+    """The machine a bench ran on: with the processor, the vector instructions torch's kernels use
+    (AVX2, AVX-512), since two machines with the same core count can differ in speed by them."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
+    cpu = f"{cpu_name()}, torch kernels {torch.backends.cpu.get_cpu_capability()}"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     mem = psutil.virtual_memory().total / 2**30
     return (f"{os.cpu_count()} CPU cores ({cpu}), {mem:.0f} GiB RAM, {gpu}; torch threads "

@@ -1,4 +1,5 @@
-"""The tools around the suite: the lowest-versions constraints and the browser test's helpers."""
+"""The tools around the suite: the lowest-versions constraints, the browser test's helpers, and the
+masked-LM training record."""
 
 import sys
 import tomllib
@@ -10,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import browser_test  # noqa: E402
 import lowest_versions  # noqa: E402
+import train_mlm  # noqa: E402
 
 
 @pytest.mark.parametrize("requirement, expected", [
@@ -66,3 +68,18 @@ def test_the_browser_test_skips_unless_required_without_playwright(monkeypatch, 
     assert browser_test.main() == 0 and "Playwright is not installed" in capsys.readouterr().out
     monkeypatch.setenv(browser_test.MODE_VAR, "required")
     assert browser_test.main() == 1
+
+
+def test_a_continued_run_keeps_every_stage_and_adds_up_the_whole_run():
+    first = {"steps": 100, "batch": 32, "length": 64, "minutes": 10.0, "held_out_loss": 5.0,
+             "held_out_accuracy": 0.2, "before": {"held_out_loss": 10.0, "held_out_accuracy": 0.0}}
+    second = dict(first, steps=50, minutes=None, seconds=300, held_out_accuracy=0.25, held_out_loss=4.5,
+                  before={"held_out_loss": 5.0, "held_out_accuracy": 0.2},
+                  extra_held_out_accuracy={"before": 0.1, "after": 0.12})
+    record = train_mlm.chain_records(first, second)
+    assert (record["steps"], record["minutes"], record["held_out_accuracy"]) == (150, 15.0, 0.25)
+    assert record["before"] == first["before"] and record["stages"] == [first, second]
+    assert record["extra_held_out_accuracy"] == {"before": 0.1, "after": 0.12}
+    third = dict(second, steps=10)
+    assert train_mlm.chain_records(record, third)["stages"] == [first, second, third]
+    assert train_mlm.chain_records(record, third)["steps"] == 160

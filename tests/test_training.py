@@ -252,3 +252,24 @@ def test_seed_scores_draws_one_column_per_group_and_rejects_unknown_names():
     with pytest.raises(ValueError, match="no rows"):
         seed_scores(ax, table, group="fix", value="f1", order=["a", "c"])
     plt.close(fig)
+
+
+def test_tokenize_evaluation_set_shuffles_and_keeps_every_row(tokenizer, monkeypatch):
+    monkeypatch.delenv("BERT_WORKBOOK_SMOKE", raising=False)
+    sorted_split = Dataset.from_dict({"text": [f"sentence {i}" for i in range(300)], "label": [0] * 150 + [1] * 150})
+    full = training.tokenize_evaluation_set(sorted_split, tokenizer, 16)
+    assert len(full) == 300 and sorted(full["text"]) == sorted(sorted_split["text"])
+    assert full["label"][:100] != sorted_split["label"][:100]  # shuffled, not the sorted order
+    assert full["text"] == training.tokenize_evaluation_set(sorted_split, tokenizer, 16)["text"]  # same seed, same order
+
+
+def test_tokenize_evaluation_set_keeps_both_labels_in_a_smoke_run(tokenizer, monkeypatch):
+    monkeypatch.setenv("BERT_WORKBOOK_SMOKE", "1")
+    sorted_split = Dataset.from_dict({"text": [f"sentence {i}" for i in range(300)], "label": [0] * 150 + [1] * 150})
+    smoke = training.tokenize_evaluation_set(sorted_split, tokenizer, 16)
+    assert len(smoke) == 100 and set(smoke["label"]) == {0, 1}
+
+
+def test_tokenize_evaluation_set_rejects_an_empty_split(tokenizer):
+    with pytest.raises(ValueError, match="empty"):
+        training.tokenize_evaluation_set(Dataset.from_dict({"text": [], "label": []}), tokenizer)

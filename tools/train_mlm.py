@@ -11,7 +11,7 @@ them on top of the installed encoder.
 ``--extra-train`` adds plain-text files (one document per line, e.g. the broad-English corpus that
 ``tools/broad_english.py`` writes) to the course corpus; ``--extra-held-out`` reports held-out
 accuracy on such a file as well; ``--init shipped`` continues from the shipped weights instead of a
-fresh head.
+fresh head (the record then lists both stages).
 """
 
 from __future__ import annotations
@@ -33,9 +33,26 @@ from bert_workbook.mlm import accuracy_by_status, masked_lm_loss, special_tokens
 OUT_DIR = Path(__file__).resolve().parents[1] / "helpers" / "bert_workbook" / "weights"
 
 
+def chain_records(previous: dict, stage: dict) -> dict:
+    """The record of weights trained in stages: ``stage`` continued from the weights ``previous``
+    describes. Top-level figures cover the whole run (steps and minutes added up, accuracy before
+    the first stage and after the last); ``stages`` keeps each stage's own record."""
+    stages = previous.get("stages", [previous]) + [stage]
+    record = {"steps": sum(s["steps"] for s in stages), "batch": stage["batch"], "length": stage["length"],
+              "minutes": round(sum(s["seconds"] / 60 if s.get("seconds") else s["minutes"] for s in stages), 1),
+              "held_out_loss": stage["held_out_loss"], "held_out_accuracy": stage["held_out_accuracy"],
+              "before": stages[0]["before"], "stages": stages}
+    if "extra_held_out_accuracy" in stage:
+        record["extra_held_out_accuracy"] = stage["extra_held_out_accuracy"]
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="a fixed number of steps (the cosine schedule's length; --minutes is then ignored): "
+                             "the run is then reproducible, which a time budget is not")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
@@ -48,6 +65,8 @@ def main() -> None:
     parser.add_argument("--extra-held-out", type=Path, default=None)
     parser.add_argument("--warmup", type=int, default=100)
     args = parser.parse_args()
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
 
     from safetensors.torch import save_file
 
@@ -104,12 +123,12 @@ def main() -> None:
     loss0, acc0 = evaluate()
     broad0 = evaluate_broad()
     print(f"step 0 held-out loss {loss0:.3f} acc {acc0:.3f} extra held-out acc {broad0}", flush=True)
-    deadline = time.time() + args.minutes * 60
+    deadline = math.inf if args.steps else time.time() + args.minutes * 60
     warmup, step, log = args.warmup, 0, []
-    est_steps = None
+    est_steps = args.steps
     model.train()
     started = time.time()
-    while time.time() < deadline:
+    while time.time() < deadline and step != args.steps:
         order = torch.randperm(len(train), generator=gen)
         for i in range(0, len(order) - args.batch + 1, args.batch):
             batch = train[order[i:i + args.batch]]
@@ -136,7 +155,7 @@ def main() -> None:
                 if broad is not None:
                     log[-1]["extra_held_out_accuracy"] = evaluate_broad()
                 print(json.dumps(log[-1]), flush=True)
-            if time.time() >= deadline:
+            if time.time() >= deadline or step == args.steps:
                 break
 
     held_loss, acc = evaluate()
@@ -144,14 +163,18 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tensors = {n: p.detach().to(torch.float16).contiguous() for n, p in trainable.items()}
     save_file(tensors, str(args.out / "masked_lm.safetensors"))
-    meta = {"steps": step, "batch": args.batch, "length": args.length, "lr": args.lr,
-            "freeze_layers": args.freeze_layers, "minutes": args.minutes,
+    meta = {"steps": step, "schedule_steps": est_steps, "warmup": warmup, "batch": args.batch,
+            "length": args.length, "lr": args.lr,
+            "freeze_layers": args.freeze_layers, "minutes": None if args.steps else args.minutes,
+            "seconds": round(time.time() - started),
             "held_out_loss": round(held_loss, 4), "held_out_accuracy": round(acc, 4),
             "before": {"held_out_loss": round(loss0, 4), "held_out_accuracy": round(acc0, 4)},
             "init": args.init, "extra_train": [p.name for p in args.extra_train],
             "log": log}
     if broad is not None:
         meta["extra_held_out_accuracy"] = {"before": broad0, "after": broad1}
+    if args.init == "shipped":  # these weights continue the shipped ones: keep the earlier stages' record
+        meta = chain_records(json.loads((OUT_DIR / "masked_lm_training.json").read_text()), meta)
     (args.out / "masked_lm_training.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"final held-out loss {held_loss:.3f} acc {acc:.3f}; wrote {args.out}", flush=True)
 

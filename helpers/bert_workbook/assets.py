@@ -229,7 +229,7 @@ def masked_lm_weights() -> Path:
     if not MASKED_LM_WEIGHTS.is_file():
         raise AssetUnavailableError(
             f"{MASKED_LM_WEIGHTS} is missing: reinstall the course package (`make setup`), or "
-            "rebuild the weights with `python tools/train_mlm.py` (about an hour on a CPU)."
+            "rebuild the weights with `tools/train_mlm.py` (two runs, about two hours on a CPU: see ASSETS.md)."
         )
     return MASKED_LM_WEIGHTS
 

@@ -121,6 +121,19 @@ def tokenize_dataset(dataset, tokenizer, max_length: int = 128, text_column: str
             datasets.enable_progress_bars()
 
 
+def tokenize_evaluation_set(dataset, tokenizer, max_length: int = 128, seed: int = 0):
+    """A held-out split, shuffled with ``seed`` and tokenized: all of it for a learner, the first
+    :func:`env.sample_size` rows in the test suite's smoke run.
+
+    The shuffle matters because the course's splits are sorted by label: without it the smoke
+    run's first hundred sentences would all be negative.
+    """
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty")
+    shuffled = dataset.shuffle(seed=seed)
+    return tokenize_dataset(shuffled.select(range(env.sample_size(len(shuffled)))), tokenizer, max_length)
+
+
 def batches(dataset, tokenizer, batch_size: int, shuffle: bool = False,
             generator: torch.Generator | None = None, sampler=None):
     """A ``DataLoader`` of dynamically padded batches (``DataCollatorWithPadding``); ``sampler``
