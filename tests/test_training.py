@@ -254,9 +254,14 @@ def test_seed_scores_draws_one_column_per_group_and_rejects_unknown_names():
     plt.close(fig)
 
 
+def label_sorted_split(n=300):
+    """A split sorted by label, as the course's are: the first half negative, the second positive."""
+    return Dataset.from_dict({"text": [f"sentence {i}" for i in range(n)], "label": [0] * (n // 2) + [1] * (n - n // 2)})
+
+
 def test_tokenize_evaluation_set_shuffles_and_keeps_every_row(tokenizer, monkeypatch):
     monkeypatch.delenv("BERT_WORKBOOK_SMOKE", raising=False)
-    sorted_split = Dataset.from_dict({"text": [f"sentence {i}" for i in range(300)], "label": [0] * 150 + [1] * 150})
+    sorted_split = label_sorted_split()
     full = training.tokenize_evaluation_set(sorted_split, tokenizer, 16)
     assert len(full) == 300 and sorted(full["text"]) == sorted(sorted_split["text"])
     assert full["label"][:100] != sorted_split["label"][:100]  # shuffled, not the sorted order
@@ -265,7 +270,7 @@ def test_tokenize_evaluation_set_shuffles_and_keeps_every_row(tokenizer, monkeyp
 
 def test_tokenize_evaluation_set_keeps_both_labels_in_a_smoke_run(tokenizer, monkeypatch):
     monkeypatch.setenv("BERT_WORKBOOK_SMOKE", "1")
-    sorted_split = Dataset.from_dict({"text": [f"sentence {i}" for i in range(300)], "label": [0] * 150 + [1] * 150})
+    sorted_split = label_sorted_split()
     smoke = training.tokenize_evaluation_set(sorted_split, tokenizer, 16)
     assert len(smoke) == 100 and set(smoke["label"]) == {0, 1}
 

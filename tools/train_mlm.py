@@ -128,7 +128,12 @@ def main() -> None:
     est_steps = args.steps
     model.train()
     started = time.time()
-    while time.time() < deadline and step != args.steps:
+
+    def finished() -> bool:
+        """The fixed step count is reached, or the time budget spent."""
+        return step == args.steps or time.time() >= deadline
+
+    while not finished():
         order = torch.randperm(len(train), generator=gen)
         for i in range(0, len(order) - args.batch + 1, args.batch):
             batch = train[order[i:i + args.batch]]
@@ -155,7 +160,7 @@ def main() -> None:
                 if broad is not None:
                     log[-1]["extra_held_out_accuracy"] = evaluate_broad()
                 print(json.dumps(log[-1]), flush=True)
-            if time.time() >= deadline or step == args.steps:
+            if finished():
                 break
 
     held_loss, acc = evaluate()
