@@ -75,6 +75,17 @@ def _previous_notebook_rows() -> dict[str, str]:
     return rows
 
 
+def _previous_notebook_notes() -> list[str]:
+    """The paragraphs written below the table of the last notebooks report (by hand: what a row's
+    figure means, or what was measured since without the bench), kept when only some re-run."""
+    path = RESULTS / "notebooks.md"
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    table = [i for i, line in enumerate(lines) if line.startswith("|")]
+    return [line.rstrip() for line in lines[table[-1] + 1:]] if table else []
+
+
 def part_notebooks(quick: bool, only: set[str] | None = None) -> list[str]:
     paths = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
     if quick:
@@ -82,10 +93,11 @@ def part_notebooks(quick: bool, only: set[str] | None = None) -> list[str]:
     previous = _previous_notebook_rows()
     lines = header("Notebooks: wall time and peak memory (CPU, offline)")
     lines += ["Each solution notebook executed top to bottom with nbclient, one at a time; the",
-              "memory of the kernel and every process it starts sampled every 50 ms, as RSS (a page shared "
+              "memory of the kernel and every process it starts sampled every 50 ms as RSS (a page shared "
               "by several processes, such as the torch library of a kernel and of the training processes "
-              "it launches, counted in each) and as PSS (counted once, as a container's limit counts it; "
-              "the 2 GB verdict reads PSS). Targets: under 2 GB (Binder) each, and "
+              "it launches, counted in each), and as PSS (counted once, as a container's limit counts it; "
+              "the 2 GB verdict reads PSS) on each new high of RSS and at most once a second near its "
+              "peak, since reading PSS costs the machine time. Targets: under 2 GB (Binder) each, and "
               f"under {NOTEBOOK_TARGET_S} s unless the notebook has its own time target "
               "(the notebooks that train). A row re-measured on a later day says so.", "",
               "| notebook | wall time (s) | peak RSS (MiB) | peak PSS (MiB) | time target (s) | time | 2 GB |",
@@ -102,6 +114,8 @@ def part_notebooks(quick: bool, only: set[str] | None = None) -> list[str]:
         lines.append(f"| {path.name} | {wall:.0f} ({today}) | {mib:.0f} | {pss_mib:.0f} | {target} | "
                      f"{met(wall <= target)} | {met(pss_mib <= NOTEBOOK_TARGET_MIB)} |")
         print(lines[-1], flush=True)
+    if only:  # a partial run: the notes about the rows it kept still hold
+        lines += _previous_notebook_notes()
     return lines
 
 

@@ -129,11 +129,16 @@ def test_forward_seconds_times_a_real_forward_pass():
             family.forward_seconds(model, **arguments)
 
 
+def row_work(table, batch_size, seq_len):
+    return table.query("batch_size == @batch_size and seq_len == @seq_len")["GFLOP"].iloc[0]
+
+
 def test_speed_grid_has_one_row_per_model_and_shape():
     table = family.speed_grid({"a": tiny_bert, "b": tiny_bert}, [1, 2], [8, 16], repeats=1,
                               progress=False)
     assert len(table) == 8
-    assert list(table.columns) == ["model", "batch_size", "seq_len", "ms", "sequences/s", "tokens/s"]
+    assert list(table.columns) == ["model", "batch_size", "seq_len", "ms", "sequences/s", "tokens/s", "GFLOP"]
+    assert row_work(table, 2, 16) == pytest.approx(2 * row_work(table, 1, 16))  # work grows with the batch
     row = table.iloc[-1]
     assert row["tokens/s"] == pytest.approx(row["sequences/s"] * row["seq_len"])
     assert row["sequences/s"] == pytest.approx(row["batch_size"] / (row["ms"] / 1000))
@@ -141,6 +146,14 @@ def test_speed_grid_has_one_row_per_model_and_shape():
         family.speed_grid({}, [1], [8])
     with pytest.raises(ValueError):
         family.speed_grid({"a": tiny_bert}, [], [8])
+
+
+def test_speed_table_times_exactly_the_shapes_asked_for():
+    table = family.speed_table({"a": tiny_bert}, [(1, 8), (2, 16)], repeats=1, progress=False)
+    assert list(zip(table.batch_size, table.seq_len)) == [(1, 8), (2, 16)]
+    for bad in ([], [(1, 8, 2)], [(0, 8)], [(1, 65)]):
+        with pytest.raises(ValueError):
+            family.speed_table({"a": tiny_bert}, bad, repeats=1, progress=False)
 
 
 def test_check_factorized_embeddings_passes_the_reference_and_names_mistakes():
@@ -181,3 +194,40 @@ def test_a_smoke_test_builds_one_layer_on_a_real_device_and_counts_every_layer(m
     assert len(family.build_model(config, "cpu").encoder.layer) == 3
     modern = family.one_layer(family.family_config("ModernBERT-base"))
     assert modern.num_hidden_layers == 1 and len(getattr(modern, "layer_types", None) or [None]) == 1
+
+
+def test_a_timed_model_has_random_weights_and_its_own_buffers():
+    from transformers import AutoModel
+
+    for name in ("BERT-base", "ModernBERT-base"):
+        config = family.one_layer(family.family_config(name))
+        model = family.build_model(config, "cpu")
+        reference = AutoModel.from_config(config)
+        buffers = dict(reference.named_buffers())
+        assert all(torch.equal(value, buffers[key]) for key, value in model.named_buffers())
+        weights = torch.cat([p.flatten() for p in model.parameters()])
+        assert torch.isfinite(weights).all() and 0.015 < weights.std() < 0.025
+        ids = torch.randint(1000, 2000, (2, 8))
+        with torch.no_grad():
+            assert torch.isfinite(model(input_ids=ids).last_hidden_state).all()
+    with pytest.raises(ValueError):
+        family.random_weights(model, std=0)
+
+
+def test_forward_flops_counts_the_matrix_products_and_gives_the_model_back():
+    from transformers import BertConfig
+
+    config = BertConfig(vocab_size=2100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    model = family.build_model(config, "cpu")
+    model.encoder.layer[0].output.dense.weight.requires_grad_(False)
+    before = (model.config._attn_implementation, [p.requires_grad for p in model.parameters()])
+    n, h, f, layers = 16, 32, 64, 2
+    per_layer = 2 * n * (4 * h * h + 2 * h * f) + 2 * 2 * n * n * h  # projections, MLP, scores and mix
+    assert family.forward_flops(model, n) == layers * per_layer + 2 * h * h  # + the pooler (one token)
+    assert family.forward_flops(model, n, batch_size=3) == 3 * family.forward_flops(model, n)
+    assert (model.config._attn_implementation, [p.requires_grad for p in model.parameters()]) == before
+    with pytest.raises(ValueError, match="positions"):
+        family.forward_flops(model, 65)
+    with pytest.raises(ValueError):
+        family.forward_flops(model, 0)

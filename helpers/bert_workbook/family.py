@@ -122,14 +122,44 @@ def build_model(config, device: str | torch.device = "meta"):
     parameters have shapes but no storage (for counting), or with random weights on a real device
     (for timing), in eval mode. In a smoke test (``env.smoke_test()``) a model on a real device
     keeps one layer: that run proves the code works, and drawing the random weights of twelve
-    layers is most of its time."""
+    layers is most of its time.
+
+    On a real device the weights are drawn by :func:`random_weights`, not by each architecture's
+    own initializer (ModernBERT's truncated normal takes 10 s on two CPU cores): the values of the
+    weights do not change the time of a forward pass. Buffers (position ids, rotary frequencies)
+    are still set by the model's own code."""
     from transformers import AutoModel
 
-    if torch.device(device).type != "meta" and env.smoke_test():
+    if torch.device(device).type == "meta":
+        with torch.device(device):
+            return AutoModel.from_config(config).eval()
+    if env.smoke_test():
         config = one_layer(config)
-    with torch.device(device):
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # another transformers: its own initializer, slower but the same model
+        with torch.device(device):
+            return AutoModel.from_config(config).eval()
+    with torch.device(device), no_init_weights():
         model = AutoModel.from_config(config)
+    random_weights(model)
+    model.init_weights()  # what is left for it to set: the buffers
     return model.eval()
+
+
+@torch.no_grad()
+def random_weights(model, std: float = 0.02, seed: int = 0) -> None:
+    """Fill every parameter of ``model`` with uniform noise of standard deviation ``std`` (BERT's
+    initializer range), drawn from ``seed``, and mark it initialized, so that Hugging Face's
+    ``init_weights`` leaves it alone and sets only what remains."""
+    if not std > 0:
+        raise ValueError(f"std must be positive, got {std!r}")
+    generator = torch.Generator().manual_seed(seed)
+    bound = std * 3 ** 0.5  # a uniform on [-b, b] has standard deviation b / sqrt(3)
+    for parameter in model.parameters():
+        values = torch.empty(parameter.shape).uniform_(-bound, bound, generator=generator)
+        parameter.copy_(values)
+        parameter._is_hf_initialized = True
 
 
 def one_layer(config):
@@ -221,12 +251,57 @@ def forward_seconds(model, batch_size: int, seq_len: int, *, repeats: int = 3, w
                            cuda=device.type == "cuda")
 
 
+def forward_flops(model, seq_len: int, batch_size: int = 1) -> int:
+    """Floating-point operations of one forward pass of ``model`` over a ``batch_size x
+    seq_len`` batch of token ids (no padding), counted by torch's ``FlopCounterMode``: the
+    matrix products (two operations per multiply-add), which are nearly all of an encoder's work.
+    Nothing is timed, so the count is the same on every machine and every run.
+
+    While counting, attention runs in its plain ("eager") form, since the counter cannot see
+    inside the fused attention kernel that CPUs use, and no parameter asks for a gradient; the
+    model is given back as it came."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _check_sizes(batch_size=batch_size, seq_len=seq_len)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and seq_len > limit:
+        raise ValueError(f"seq_len {seq_len} is longer than the model's {limit} positions")
+    device = next(model.parameters()).device
+    ids = torch.randint(1000, 2000, (batch_size, seq_len), generator=torch.Generator().manual_seed(0)).to(device)
+    attention = getattr(model.config, "_attn_implementation", None)
+    wants_grad = [p.requires_grad for p in model.parameters()]
+    try:
+        if attention not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation("eager")
+        model.requires_grad_(False)  # the counter's module tracker trips on leaves that want gradients
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    finally:
+        for parameter, wanted in zip(model.parameters(), wants_grad):
+            parameter.requires_grad_(wanted)
+        if attention not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(attention)
+    return int(counter.get_total_flops())
+
+
 def speed_grid(builders: dict[str, Callable[[], torch.nn.Module]], batch_sizes: Sequence[int],
                seq_lens: Sequence[int], *, device: str = "cpu", repeats: int = 3,
                progress: bool = True):
-    """Time every model of ``builders`` (name -> function returning the model) on every batch
-    size and sequence length; one model in memory at a time. Returns a DataFrame with columns
-    model, batch_size, seq_len, ms (latency of one batch), sequences/s and tokens/s."""
+    """:func:`speed_table` on every pair of a batch size and a sequence length."""
+    if not batch_sizes or not seq_lens:
+        raise ValueError("batch_sizes and seq_lens must each hold at least one size")
+    return speed_table(builders, [(b, n) for b in batch_sizes for n in seq_lens], device=device,
+                       repeats=repeats, progress=progress)
+
+
+def speed_table(builders: dict[str, Callable[[], torch.nn.Module]],
+                shapes: Sequence[tuple[int, int]], *, device: str = "cpu", repeats: int = 3,
+                progress: bool = True):
+    """Time every model of ``builders`` (name -> function returning the model) on every shape,
+    a ``(batch_size, seq_len)`` pair; one model in memory at a time. Returns a DataFrame with
+    columns model, batch_size, seq_len, ms (latency of one batch), sequences/s, tokens/s
+    (measured) and GFLOP (the work of one batch, counted by :func:`forward_flops`: the same on
+    every run)."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -234,17 +309,19 @@ def speed_grid(builders: dict[str, Callable[[], torch.nn.Module]], batch_sizes: 
 
     if not builders:
         raise ValueError("builders is empty: nothing to time")
-    if not batch_sizes or not seq_lens:
-        raise ValueError("batch_sizes and seq_lens must each hold at least one size")
+    shapes = [tuple(shape) for shape in shapes]
+    if not shapes or any(len(shape) != 2 for shape in shapes):
+        raise ValueError(f"shapes must be (batch_size, seq_len) pairs, at least one; got {shapes!r}")
     rows = []
     for name, build in tqdm(builders.items(), desc="models", disable=not progress):
         model = build().to(device).eval()
-        for batch_size in batch_sizes:
-            for seq_len in seq_lens:
-                seconds = forward_seconds(model, batch_size, seq_len, repeats=repeats)
-                rows.append({"model": name, "batch_size": batch_size, "seq_len": seq_len,
-                             "ms": 1000 * seconds, "sequences/s": batch_size / seconds,
-                             "tokens/s": batch_size * seq_len / seconds})
+        per_sequence = {seq_len: forward_flops(model, seq_len) for seq_len in {n for _, n in shapes}}
+        for batch_size, seq_len in shapes:
+            seconds = forward_seconds(model, batch_size, seq_len, repeats=repeats)
+            rows.append({"model": name, "batch_size": batch_size, "seq_len": seq_len,
+                         "ms": 1000 * seconds, "sequences/s": batch_size / seconds,
+                         "tokens/s": batch_size * seq_len / seconds,
+                         "GFLOP": batch_size * per_sequence[seq_len] / 1e9})
         del model
         release_memory()
         if device != "cpu" and torch.cuda.is_available():
