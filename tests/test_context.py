@@ -40,6 +40,17 @@ def test_correct_by_side_is_paired_and_checks_its_input(tiny_masked_lm):
     correct = context.correct_by_side(tiny_masked_lm, windows, 4, batch_size=4)
     assert set(correct) == set(context.SIDES)
     assert all(v.shape == (10,) and set(v.tolist()) <= {0.0, 1.0} for v in correct.values())
+    class WholeVocabularyEverywhere(torch.nn.Module):  # no .bert/.cls: logits at every position
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **inputs):
+            return self.inner(**inputs)
+
+    assert {side: v.tolist() for side, v in correct.items()} == {
+        side: v.tolist() for side, v in context.correct_by_side(
+            WholeVocabularyEverywhere(tiny_masked_lm), windows, 4, batch_size=3).items()}
     with pytest.raises(ValueError, match="side must be one of"):
         context.one_sided_inputs(windows, context.blank_positions(windows), 4, "middle")
     with pytest.raises(ValueError, match="length >= 8"):

@@ -46,8 +46,9 @@ def correct_by_side(model, windows: torch.Tensor, mask_token_id: int, seed: int 
                     batch_size: int = 16) -> dict[str, torch.Tensor]:
     """For each side of :data:`SIDES`, whether the model's top-1 guess at each window's blank
     (:func:`blank_positions`) is the original token: a 0/1 tensor per side, paired position by
-    position, ready for ``measure.paired_difference``. Small batches: a masked LM's logits cover
-    the whole vocabulary at every position (16 windows of 64 tokens: 125 MB)."""
+    position, ready for ``measure.paired_difference``. A BERT masked LM (``.bert`` and ``.cls``)
+    projects onto the vocabulary at the blanks only; another model's logits cover the whole
+    vocabulary at every position, hence the small batches (16 windows of 64 tokens: 125 MB)."""
     positions = blank_positions(windows, seed)
     answers = windows[torch.arange(len(windows)), positions]
     device = next(model.parameters()).device
@@ -59,8 +60,13 @@ def correct_by_side(model, windows: torch.Tensor, mask_token_id: int, seed: int 
         guesses = []
         for start in range(0, len(windows), batch_size):
             rows = slice(start, start + batch_size)
-            logits = model(input_ids=inputs[rows].to(device), attention_mask=attention[rows].to(device)).logits
-            guesses.append(logits[torch.arange(len(logits)), positions[rows].to(device)].argmax(-1).cpu())
+            ids, mask = inputs[rows].to(device), attention[rows].to(device)
+            at = (torch.arange(len(ids), device=device), positions[rows].to(device))
+            if hasattr(model, "bert") and hasattr(model, "cls"):  # BERT: the head at the blanks only
+                logits = model.cls(model.bert(input_ids=ids, attention_mask=mask).last_hidden_state[at])
+            else:
+                logits = model(input_ids=ids, attention_mask=mask).logits[at]
+            guesses.append(logits.argmax(-1).cpu())
         correct[side] = (torch.cat(guesses) == answers).float()
     model.train(was_training)
     return correct
