@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import torch
 
+from bert_workbook.masking import IGNORE_INDEX
+from bert_workbook.mlm import logits_at_labels
+
 SIDES = ("both sides", "left only", "right only")
 
 
@@ -46,9 +49,10 @@ def correct_by_side(model, windows: torch.Tensor, mask_token_id: int, seed: int 
                     batch_size: int = 16) -> dict[str, torch.Tensor]:
     """For each side of :data:`SIDES`, whether the model's top-1 guess at each window's blank
     (:func:`blank_positions`) is the original token: a 0/1 tensor per side, paired position by
-    position, ready for ``measure.paired_difference``. A BERT masked LM (``.bert`` and ``.cls``)
-    projects onto the vocabulary at the blanks only; another model's logits cover the whole
-    vocabulary at every position, hence the small batches (16 windows of 64 tokens: 125 MB)."""
+    position, ready for ``measure.paired_difference``. The vocabulary logits come from
+    ``mlm.logits_at_labels``: a BERT masked LM projects onto the vocabulary at the blanks only;
+    another model's logits cover it at every position, hence the small batches (16 windows of 64
+    tokens: 125 MB)."""
     positions = blank_positions(windows, seed)
     answers = windows[torch.arange(len(windows)), positions]
     device = next(model.parameters()).device
@@ -60,12 +64,10 @@ def correct_by_side(model, windows: torch.Tensor, mask_token_id: int, seed: int 
         guesses = []
         for start in range(0, len(windows), batch_size):
             rows = slice(start, start + batch_size)
-            ids, mask = inputs[rows].to(device), attention[rows].to(device)
-            at = (torch.arange(len(ids), device=device), positions[rows].to(device))
-            if hasattr(model, "bert") and hasattr(model, "cls"):  # BERT: the head at the blanks only
-                logits = model.cls(model.bert(input_ids=ids, attention_mask=mask).last_hidden_state[at])
-            else:
-                logits = model(input_ids=ids, attention_mask=mask).logits[at]
+            blanks = torch.full_like(inputs[rows], IGNORE_INDEX)  # one label per row: its blank
+            blanks[torch.arange(len(blanks)), positions[rows]] = answers[rows]
+            logits, _ = logits_at_labels(model, inputs[rows].to(device), blanks.to(device),
+                                         attention_mask=attention[rows].to(device))
             guesses.append(logits.argmax(-1).cpu())
         correct[side] = (torch.cat(guesses) == answers).float()
     model.train(was_training)

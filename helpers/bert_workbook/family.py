@@ -230,25 +230,29 @@ def _check_sizes(**sizes: int) -> None:
 def forward_seconds(model, batch_size: int, seq_len: int, *, repeats: int = 3, warmup: int = 1,
                     seed: int = 0) -> float:
     """Seconds for one forward pass of ``model`` over a ``batch_size x seq_len`` batch of token
-    ids (no padding), the fastest of ``repeats`` timed runs after ``warmup`` untimed ones.
-
-    The ids are drawn from 1,000-1,999, which every vocabulary of the family contains. The
-    fastest run is the least disturbed by other work on the machine.
+    ids (:func:`bench_batch`), the fastest of ``repeats`` timed runs after ``warmup`` untimed
+    ones. The fastest run is the least disturbed by other work on the machine.
     """
     _check_sizes(batch_size=batch_size, seq_len=seq_len, repeats=repeats)
     repeats = env.timing_repeats(repeats)
     batch_size, seq_len = env.timing_shape(batch_size, seq_len)  # a smoke test times the smallest
     if not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+    ids, mask = bench_batch(model, batch_size, seq_len, seed)
+    return fastest_seconds(lambda: model(input_ids=ids, attention_mask=mask), repeats, warmup=warmup,
+                           cuda=ids.device.type == "cuda")
+
+
+def bench_batch(model, batch_size: int, seq_len: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bench's input on ``model``'s device: ``batch_size x seq_len`` token ids drawn from
+    1,000-1,999 (which every vocabulary of the family contains) and an attention mask of ones (no
+    padding). Refuses a length beyond the model's positions."""
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and seq_len > limit:
         raise ValueError(f"seq_len {seq_len} is longer than the model's {limit} positions")
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1000, 2000, (batch_size, seq_len), generator=generator).to(device)
-    mask = torch.ones_like(ids)
-    return fastest_seconds(lambda: model(input_ids=ids, attention_mask=mask), repeats, warmup=warmup,
-                           cuda=device.type == "cuda")
+    ids = torch.randint(1000, 2000, (batch_size, seq_len), generator=torch.Generator().manual_seed(seed)).to(device)
+    return ids, torch.ones_like(ids)
 
 
 def forward_flops(model, seq_len: int, batch_size: int = 1) -> int:
@@ -263,23 +267,20 @@ def forward_flops(model, seq_len: int, batch_size: int = 1) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     _check_sizes(batch_size=batch_size, seq_len=seq_len)
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is not None and seq_len > limit:
-        raise ValueError(f"seq_len {seq_len} is longer than the model's {limit} positions")
-    device = next(model.parameters()).device
-    ids = torch.randint(1000, 2000, (batch_size, seq_len), generator=torch.Generator().manual_seed(0)).to(device)
+    ids, mask = bench_batch(model, batch_size, seq_len)
     attention = getattr(model.config, "_attn_implementation", None)
+    switch = attention not in (None, "eager") and hasattr(model, "set_attn_implementation")
     wants_grad = [p.requires_grad for p in model.parameters()]
     try:
-        if attention not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+        if switch:
             model.set_attn_implementation("eager")
         model.requires_grad_(False)  # the counter's module tracker trips on leaves that want gradients
         with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+            model(input_ids=ids, attention_mask=mask)
     finally:
         for parameter, wanted in zip(model.parameters(), wants_grad):
             parameter.requires_grad_(wanted)
-        if attention not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+        if switch:
             model.set_attn_implementation(attention)
     return int(counter.get_total_flops())
 
