@@ -236,3 +236,18 @@ def test_paired_f1_difference_matches_seqeval_and_brackets_it():
     assert same.mean == same.low == same.high == 0
     with pytest.raises(ValueError, match="same non-zero number"):
         ner.paired_f1_difference(gold, good[:3], bad)
+
+
+def test_pipeline_spans_keep_the_order_of_the_texts(tokenizer):
+    from transformers import pipeline
+
+    torch.manual_seed(0)
+    model = assets.load_token_classifier(CONLL_TAGS).eval()
+    tagger = pipeline("token-classification", model=model, tokenizer=tokenizer,
+                      aggregation_strategy="first", device="cpu")
+    texts = ["Mt. Sanitas is in Sunshine Canyon near Boulder , Colorado .", "Hi", "Paris Hilton left Paris ."]
+    one_by_one = [[(e["entity_group"], e["start"], e["end"]) for e in tagger(text)] for text in texts]
+    assert ner.pipeline_spans(tagger, texts, batch_size=2) == one_by_one
+    assert ner.pipeline_spans(tagger, []) == []
+    with pytest.raises(TypeError, match="sequence of strings"):
+        ner.pipeline_spans(tagger, "Hi")
