@@ -131,6 +131,12 @@ def character_spans(words: Sequence[str], spans: Sequence[tuple[str, int, int]],
     return text, [(kind, starts[first], starts[last - 1] + len(words[last - 1])) for kind, first, last in spans]
 
 
+def _shortest_first(items: Sequence) -> list[int]:
+    """The indices of ``items`` ordered by length, ties in the given order: batches of neighbours
+    in this order pad little."""
+    return sorted(range(len(items)), key=lambda i: len(items[i]))
+
+
 @torch.no_grad()
 def predict_word_tags(model, tokenizer, sentences: Sequence[Sequence[str]], strategy: str | Sequence[str] = "first",
                       batch_size: int = 64, max_length: int = 128):
@@ -147,7 +153,7 @@ def predict_word_tags(model, tokenizer, sentences: Sequence[Sequence[str]], stra
     model.eval()
     sentences = [list(words) for words in sentences]
     # batches of sentences of similar length: little padding, and the order is restored below
-    order = sorted(range(len(sentences)), key=lambda i: (len(sentences[i]), i))
+    order = _shortest_first(sentences)
     tags: dict[str, list] = {name: [None] * len(sentences) for name in strategies}
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -222,7 +228,7 @@ def pipeline_spans(tagger, texts: Sequence[str], batch_size: int = 64) -> list[l
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of strings, not one string")
     texts = list(texts)
-    order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
+    order = _shortest_first(texts)
     found: list[list[tuple[str, int, int]]] = [[] for _ in texts]
     if not texts:
         return found
