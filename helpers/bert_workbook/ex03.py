@@ -22,6 +22,7 @@ from bert_workbook.exercise import (
     call_or_verdict,
     shape_verdict,
 )
+from bert_workbook.numerics import difference_bound
 
 ATTENTION_TOLERANCE = 1e-5
 ATTENTION_NAME = "Exercise 2 (scaled dot-product attention)"
@@ -119,7 +120,7 @@ def check_attention(fn) -> CheckResult:
                                    "a query with nothing to attend to returns zeros, as PyTorch does.")
             return CheckResult(ATTENTION_NAME, False, f"on {where}: your output contains NaN.", hint)
         if torch.allclose(got, expected, atol=ATTENTION_TOLERANCE, rtol=ATTENTION_TOLERANCE):
-            lines.append(f"{where}: max difference {float((got - expected).abs().max()):.1e}")
+            lines.append(f"{where}: {difference_bound((got - expected).abs().max(), ATTENTION_TOLERANCE / 10)}")
             continue
         for mistake, wrong in ATTENTION_MISTAKES.items():
             with torch.no_grad():
@@ -267,7 +268,7 @@ def check_build_input_embeddings(fn) -> CheckResult:
                         return CheckResult(exercise, False, f"on {name}: {mistake}.", hint)
             return CheckResult(exercise, False, f"on {name}, the largest difference from the "
                                f"model's own embeddings is {error:.2e}.", hint)
-        lines.append(f"{name} {tuple(ids.shape)}: max difference {error:.1e}")
+        lines.append(f"{name} {tuple(ids.shape)}: {difference_bound(error, EMBEDDING_TOLERANCE / 10)}")
     return CheckResult(exercise, True, f"equal to the model's embedding module within "
                        f"{EMBEDDING_TOLERANCE:g}:\n  " + "\n  ".join(lines))
 

@@ -12,6 +12,7 @@ from bert_workbook.exercise import (
     call_or_verdict,
     shape_verdict,
 )
+from bert_workbook.numerics import difference_bound
 
 CLS_SENTENCES = ("A gripping, beautifully acted film.",
                  "Two hours of my life I will never get back, and the popcorn was stale too.")
@@ -111,7 +112,7 @@ def _cls_pairs_and_dropout(exercise, ours, reference, pairs, hint, difference) -
                   "the same seed: apply self.dropout once, to the pooled vector, right before the classifier")
         return CheckResult(exercise, False, reason + ".", hint)
     return CheckResult(exercise, True, f"your logits equal BertForSequenceClassification's on a padded "
-                       f"batch (max difference {difference:.1e}), on sentence pairs, and in training mode "
+                       f"batch ({difference_bound(difference, 1e-6)}), on sentence pairs, and in training mode "
                        "with dropout.")
 
 
