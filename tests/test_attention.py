@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bert_workbook import assets, attention, ex03
+from bert_workbook import assets, attention
+from bert_workbook.exercises import ex03
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +100,7 @@ def right_bool_mask_and_finfo(q, k, v, mask):
     return torch.softmax(scores, -1).nan_to_num(0.0) @ v
 
 
-@pytest.mark.parametrize("answer", [attention.scaled_dot_product_attention, right_numpy, right_with_weights,
-                                    right_bool_mask_and_finfo])
+@pytest.mark.parametrize("answer", [attention.scaled_dot_product_attention, right_bool_mask_and_finfo])
 def test_check_attention_passes_right_answers(answer):
     result = ex03.attention.check(answer)
     assert result.passed, result
@@ -125,16 +125,13 @@ def nan_on_empty(q, k, v, mask):
     (lambda q, k, v, m: q * float("nan"), "NaN"),
     (nan_on_empty, "all padding"),
     (lambda q, k, v, m: torch.zeros_like(q), "differs"),
-] + [(mistake, name.split(":")[0][:30]) for name, mistake in ex03.ATTENTION_MISTAKES.items()])
+    (right_numpy, "not numpy"),            # right numbers, but merge_heads in the next cell needs a tensor
+    (right_with_weights, "(output, weights)"),
+])
 def test_check_attention_fails_wrong_answers_with_a_reason(answer, says):
     result = ex03.attention.check(answer)
     assert not result.passed
     assert says.lower() in str(result).lower(), str(result)
-
-
-def test_each_named_mistake_is_told_apart():
-    for name, mistake in ex03.ATTENTION_MISTAKES.items():
-        assert name in ex03.attention.check(mistake).message
 
 
 def test_hints_progress_and_solution_shows_the_reference(capsys):

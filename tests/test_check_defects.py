@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from bert_workbook import checks, embeddings, imbalance, masking, ner, wordpiece
+from bert_workbook import embeddings, imbalance, masking, ner, wordpiece
 from bert_workbook.data import CONLL_TAGS
+from bert_workbook.exercises import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08
 
 # --- mask_tokens ------------------------------------------------------------------------------
 
@@ -37,24 +38,24 @@ def hard_coded(what):
 
 
 def test_mask_tokens_check_catches_a_function_that_changes_its_input():
-    before = checks.masking_batch()[0].clone()
-    result = checks.check_mask_tokens(in_place)
+    before = ex02.masking_batch()[0].clone()
+    result = ex02.check_mask_tokens(in_place)
     assert not result.passed and "in place" in result.message
-    assert torch.equal(checks.masking_batch()[0], before)  # the cached batch is intact
-    assert checks.check_mask_tokens(masking.mask_tokens).passed  # the reference still passes afterwards
+    assert torch.equal(ex02.masking_batch()[0], before)  # the cached batch is intact
+    assert ex02.check_mask_tokens(masking.mask_tokens).passed  # the reference still passes afterwards
 
 
 @pytest.mark.parametrize("what, says", [("probability", "mlm_probability"), ("vocab", "vocab_size"),
                                         ("mask id", "mask_token_id")])
 def test_mask_tokens_check_catches_hard_coded_parameters(what, says):
-    result = checks.check_mask_tokens(hard_coded(what))
+    result = ex02.check_mask_tokens(hard_coded(what))
     assert not result.passed and says in result.message, result
 
 
 def test_masking_batch_hands_out_copies():
-    ids, _ = checks.masking_batch()
+    ids, _ = ex02.masking_batch()
     ids.zero_()
-    assert checks.masking_batch()[0].any()
+    assert ex02.masking_batch()[0].any()
 
 
 def test_mask_tokens_takes_numpy_numbers_and_rejects_ids_outside_the_vocabulary():
@@ -71,13 +72,13 @@ def test_mask_tokens_takes_numpy_numbers_and_rejects_ids_outside_the_vocabulary(
 
 
 def test_embeddings_check_sees_the_module_called_and_meta_tensors():
-    result = checks.check_build_input_embeddings(
+    result = ex03.check_build_input_embeddings(
         lambda model, ids, types: model.embeddings(input_ids=ids, token_type_ids=types))
     assert not result.passed and "ran model.embeddings" in result.message
-    meta = checks.check_build_input_embeddings(
+    meta = ex03.check_build_input_embeddings(
         lambda model, ids, types: torch.empty(*ids.shape, model.config.hidden_size, device="meta"))
     assert not meta.passed
-    assert checks.check_build_input_embeddings(embeddings.build_input_embeddings).passed
+    assert ex03.check_build_input_embeddings(embeddings.build_input_embeddings).passed
 
 
 # --- the [CLS] classifier -------------------------------------------------------------------------
@@ -103,7 +104,7 @@ class Reference(torch.nn.Module):
     ({"use_dropout": False}, False, "dropout is never applied"),
 ])
 def test_cls_check_sees_token_types_and_dropout(options, passes, says):
-    result = checks.check_cls_classifier(lambda encoder, n: Reference(encoder, n, **options))
+    result = ex04.check_cls_classifier(lambda encoder, n: Reference(encoder, n, **options))
     assert result.passed is passes and says in result.message, result
 
 
@@ -117,9 +118,9 @@ def conll_numbering(word_labels, word_ids, label_all_subwords=False, b_to_i=None
 
 
 def test_align_check_catches_an_answer_that_ignores_b_to_i():
-    result = checks.check_align_labels(conll_numbering)
+    result = ex07.check_align_labels(conll_numbering)
     assert not result.passed and "b_to_i" in result.message, result
-    numpy_answer = checks.check_align_labels(lambda *a, **k: np.array(ner.align_labels_to_tokens(*a, **k)))
+    numpy_answer = ex07.check_align_labels(lambda *a, **k: np.array(ner.align_labels_to_tokens(*a, **k)))
     assert numpy_answer.passed, numpy_answer
 
 
@@ -131,7 +132,7 @@ def off_by_one_cap(word, vocab):
 
 
 def test_wordpiece_check_catches_an_off_by_one_length_cap():
-    result = checks.check_wordpiece(off_by_one_cap)
+    result = ex01.check_wordpiece(off_by_one_cap)
     assert not result.passed and "abab" in result.message
 
 
@@ -153,7 +154,7 @@ def skewed_in_class_two(labels, seed):
     (skewed_in_class_two, "class 2"),
 ])
 def test_oversample_check_answers_empty_and_skewed_draws(answer, says):
-    result = checks.check_oversample(answer)
+    result = ex05.check_oversample(answer)
     assert not result.passed and says in result.message, result
 
 
@@ -173,7 +174,7 @@ def albert_count(vocab_size, embedding_size, hidden_size):
     (lambda v, e, h: [1, 2], False),
 ])
 def test_factorized_check_takes_any_whole_number_and_answers_the_rest(answer, passes):
-    result = checks.check_factorized_embeddings(answer)
+    result = ex08.check_factorized_embeddings(answer)
     assert result.passed is passes, result
 
 
@@ -182,7 +183,7 @@ def test_factorized_check_takes_any_whole_number_and_answers_the_rest(answer, pa
 
 @pytest.mark.parametrize("convert", [np.array, torch.tensor, tuple])
 def test_first_subword_check_takes_arrays_and_tensors(convert):
-    result = checks.check_first_subword_mask(lambda word_ids: convert(wordpiece.first_subword_mask(word_ids)))
+    result = ex01.check_first_subword_mask(lambda word_ids: convert(wordpiece.first_subword_mask(word_ids)))
     assert result.passed, result
 
 
@@ -196,7 +197,7 @@ def test_focal_check_answers_a_loss_rebuilt_from_a_number():
         loss = losses.focal_loss(logits, target, gamma, alpha, ignore_index, reduction)
         return torch.tensor(float(loss.detach()), requires_grad=True)
 
-    result = checks.check_focal_loss(rebuilt)
+    result = ex06.check_focal_loss(rebuilt)
     assert not result.passed and "gradient" in result.message
 
 

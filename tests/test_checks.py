@@ -2,8 +2,8 @@
 
 import pytest
 
-from bert_workbook import checks
 from bert_workbook import wordpiece as wp
+from bert_workbook.exercises import core, ex01
 
 
 def stub(*args):
@@ -45,7 +45,7 @@ def unk_only_the_piece(word, vocab, unk_token="[UNK]", max_chars=100):
 
 
 def test_wordpiece_check_passes_on_the_reference():
-    result = checks.check_wordpiece(wp.wordpiece_tokenize_word)
+    result = ex01.check_wordpiece(wp.wordpiece_tokenize_word)
     assert result.passed
     assert "1006/1006" in str(result) and "100.0%" in str(result)
 
@@ -56,31 +56,31 @@ def test_wordpiece_check_passes_on_the_reference():
      lambda w, v: 1 / 0, lambda w, v: 7, lambda w, v: w],
 )
 def test_wordpiece_check_fails_on_wrong_answers(wrong):
-    result = checks.check_wordpiece(wrong)
+    result = ex01.check_wordpiece(wrong)
     assert not result.passed
     assert "NOT YET" in str(result)
 
 
-@pytest.mark.parametrize("check", [checks.check_wordpiece, checks.check_first_subword_mask])
+@pytest.mark.parametrize("check", [ex01.check_wordpiece, ex01.check_first_subword_mask])
 def test_checks_say_when_the_exercise_is_not_started(check):
     assert "not implemented yet" in str(check(stub))
 
 
 def test_held_out_words_are_unseen_and_half_split():
-    words = checks.wordpiece_held_out_words()
+    words = ex01.wordpiece_held_out_words()
     assert len(words) == len(set(words)) == 1000
-    assert not set(words) & checks.NOTEBOOK_01_WORDS
+    assert not set(words) & ex01.NOTEBOOK_01_WORDS
 
 
 def test_no_length_cap_is_caught(vocab):
     def no_cap(word, vocab, unk_token="[UNK]", max_chars=100):
         return wp.wordpiece_tokenize_word(word, vocab, max_chars=10_000)
 
-    assert not checks.check_wordpiece(no_cap).passed
+    assert not ex01.check_wordpiece(no_cap).passed
 
 
 def test_first_subword_check_passes_on_the_reference():
-    assert checks.check_first_subword_mask(wp.first_subword_mask).passed
+    assert ex01.check_first_subword_mask(wp.first_subword_mask).passed
 
 
 def every_token_of_a_word(word_ids):
@@ -100,12 +100,12 @@ def first_time_seen(word_ids):
     "wrong", [stub, every_token_of_a_word, first_time_seen, lambda ids: None, lambda ids: 3]
 )
 def test_first_subword_check_fails_on_wrong_answers(wrong):
-    assert not checks.check_first_subword_mask(wrong).passed
+    assert not ex01.check_first_subword_mask(wrong).passed
 
 
 def test_choose_falls_back_to_the_reference():
-    passed = checks.CheckResult("E", True, "ok")
-    failed = checks.CheckResult("E", False, "no", "hint")
+    passed = core.CheckResult("E", True, "ok")
+    failed = core.CheckResult("E", False, "no", "hint")
     mine, reference = (lambda: 1), wp.first_subword_mask
     assert passed.choose(mine, reference)[0] is mine
     chosen, note = failed.choose(mine, reference)

@@ -85,20 +85,38 @@ def test_an_unstamped_notebook_is_reported(tmp_path, project):
 def test_imports_of_every_form_are_found():
     source = ("from bert_workbook import assets, env\nfrom bert_workbook.data import load\n"
               "import bert_workbook.mlm as m\nimport numpy\nfrom . import x\n!pip install y")
-    assert digest.imported_modules(source) == {"assets", "env", "data", "mlm"}
+    assert digest.imported_modules(source) == {"assets", "env", "data", "data.load", "mlm"}
+
+
+def test_relative_imports_and_subpackages_are_followed(tmp_path):
+    package = tmp_path / "bert_workbook"
+    (package / "measure").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "stats.py").write_text("X = 1\n")
+    (package / "env.py").write_text("def f():\n    from . import stats\n")
+    (package / "measure" / "__init__.py").write_text("from .heads import fit\nfrom ..env import f\n")
+    (package / "measure" / "heads.py").write_text("from bert_workbook.measure._common import y\n")
+    (package / "measure" / "_common.py").write_text("y = 2\n")
+    (package / "unused.py").write_text("")
+    assert digest.module_closure({"measure"}, package) == [
+        "__init__", "env", "measure", "measure._common", "measure.heads", "stats"]
+    assert digest.module_closure({"measure.heads"}, package) == [
+        "__init__", "env", "measure", "measure._common", "measure.heads", "stats"]
+    assert digest.module_closure({"unused"}, package) == ["__init__", "unused"]
 
 
 def test_every_solution_notebook_depends_on_the_modules_it_imports():
     for path in digest.solution_notebooks():
         notebook = nbformat.read(path, as_version=4)
-        named = set().union(*(digest.imported_modules(s) for s in digest.code_sources(notebook)))
+        named = {name for name in set().union(*(digest.imported_modules(s) for s in digest.code_sources(notebook)))
+                 if digest.module_path(name) is not None}
         modules = set(digest.notebook_digest(notebook)["modules"])
         assert named and named <= modules, path.name
         assert "__init__" in modules and "env" in modules, path.name
 
 
 def test_the_package_imports_its_modules_only_in_ways_the_digest_follows():
-    for module in (ROOT / "helpers" / "bert_workbook").glob("*.py"):
+    for module in (ROOT / "helpers" / "bert_workbook").rglob("*.py"):
         text = module.read_text()
         assert "import_module(" not in text and "__import__(" not in text, module.name
 

@@ -4,7 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertConfig, BertModel
 
-from bert_workbook import checks, embeddings
+from bert_workbook import embeddings
+from bert_workbook.exercises import ex03
 
 
 def random_bert(hidden, vocab, positions, types, seed=0):
@@ -142,7 +143,7 @@ def test_next_sentence_pairs_are_balanced_and_correct():
 
 
 def test_check_passes_reference_and_fails_mistakes():
-    assert checks.check_build_input_embeddings(embeddings.build_input_embeddings).passed
+    assert ex03.check_build_input_embeddings(embeddings.build_input_embeddings).passed
 
     def no_layer_norm(model, ids, types):
         e = model.embeddings
@@ -167,5 +168,5 @@ def test_check_passes_reference_and_fails_mistakes():
     for wrong, says in [(no_layer_norm, "LayerNorm"), (no_segments, "segment"),
                         (positions_from_one, "start at 0"), (stub, "not implemented"),
                         (first_row_only, "of shape")]:
-        result = checks.check_build_input_embeddings(wrong)
+        result = ex03.check_build_input_embeddings(wrong)
         assert not result.passed and says in str(result), str(result)

@@ -1,24 +1,30 @@
-"""Every exercise module: the reference passes its check, and a stub, None and nonsense answers
-get a failing verdict (never an exception); hint() and solution() work for each."""
+"""Every exercise module: the reference passes its check; a stub, None, nonsense and plausible
+answers of the wrong kind get a failing verdict that says what is wrong (never an exception, never
+"the check itself failed"); a failing verdict points to hint() and never prints the recipe;
+hint() goes one step further each call; the shared machinery (copies of the check's data,
+numbers from any answer, naming a mistake only where a case tells it apart)."""
 
+import numpy as np
 import pytest
+import torch
 
-from bert_workbook import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09
-from bert_workbook.exercise import Exercise
+from bert_workbook.exercises import core, ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09
 
-EXERCISES = {name: value for module in (ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09)
-             for name, value in vars(module).items() if isinstance(value, Exercise)}
+MODULES = (ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09)
+EXERCISES = {f"{module.__name__.rsplit('.', 1)[1]}.{name}": value for module in MODULES
+             for name, value in vars(module).items() if isinstance(value, core.Exercise)}
 
 
 def test_every_notebook_module_has_its_exercises():
-    assert set(EXERCISES) == {"wordpiece", "first_subword_mask", "mask_tokens", "embeddings", "attention", "mlm_loss",
-                              "cls_classifier", "training_step", "oversample", "macro_f1", "focal_loss", "align_labels",
-                              "factorized_embeddings", "plan_run"}
+    assert set(EXERCISES) == {
+        "ex01.wordpiece", "ex01.first_subword_mask", "ex02.mask_tokens", "ex02.mlm_loss", "ex03.embeddings",
+        "ex03.attention", "ex04.cls_classifier", "ex04.training_step", "ex05.oversample", "ex05.macro_f1",
+        "ex06.focal_loss", "ex07.align_labels", "ex08.factorized_embeddings", "ex09.plan_run"}
 
 
-@pytest.mark.parametrize("name", sorted(EXERCISES))
-def test_the_reference_passes(name):
-    exercise = EXERCISES[name]
+@pytest.mark.parametrize("handle", sorted(EXERCISES))
+def test_the_reference_passes(handle):
+    exercise = EXERCISES[handle]
     result = exercise.check(exercise.reference)
     assert result.passed, result
 
@@ -36,126 +42,159 @@ class Broken:  # a class whose construction fails, for the classifier exercise
         raise NotImplementedError
 
 
-@pytest.mark.parametrize("name", sorted(EXERCISES))
-@pytest.mark.parametrize("answer", [stub, None, raises, lambda *a, **k: None, lambda *a, **k: "nonsense",
-                                    lambda *a, **k: float("nan"), lambda *a, **k: [], 42, Broken],
-                         ids=["stub", "None", "raises", "returns None", "returns a string", "returns NaN",
-                              "returns []", "not a function", "broken class"])
-def test_wrong_answers_get_a_verdict_never_an_exception(name, answer):
-    result = EXERCISES[name].check(answer)
+ODD_ANSWERS = {
+    "stub": (stub, "not implemented"), "None": (None, "expected a function"), "raises": (raises, "ValueError"),
+    "returns None": (lambda *a, **k: None, "None"), "broken class": (Broken, "not implemented"),
+    "not a function": (42, "int"),
+}
+
+
+@pytest.mark.parametrize("handle", sorted(EXERCISES))
+@pytest.mark.parametrize("kind", sorted(ODD_ANSWERS))
+def test_odd_answers_get_a_verdict_that_says_what_is_wrong(handle, kind):
+    answer, says = ODD_ANSWERS[kind]
+    result = EXERCISES[handle].check(answer)
+    assert result.passed is False
+    assert "check itself failed" not in result.message, result
+    if (handle, kind) == ("ex04.training_step", "returns None"):  # a step that does nothing at all
+        says = "the weights never change"
+    if handle != "ex04.cls_classifier" or kind in ("stub", "broken class", "raises"):
+        assert says in result.message, result
+
+
+@pytest.mark.parametrize("handle", sorted(EXERCISES))
+@pytest.mark.parametrize("answer", [lambda *a, **k: "nonsense", lambda *a, **k: float("nan"), lambda *a, **k: [],
+                                    lambda *a, **k: {"answer": 1}, lambda *a, **k: (x for x in range(3)),
+                                    lambda *a, **k: np.zeros((2, 2)), lambda *a, **k: torch.zeros(3, dtype=torch.complex64)],
+                         ids=["string", "NaN", "empty list", "dict", "generator", "numpy matrix", "complex tensor"])
+def test_nonsense_gets_a_verdict_never_an_exception(handle, answer):
+    result = EXERCISES[handle].check(answer)
     assert result.passed is False
     assert result.message and "check itself failed" not in result.message, result
 
 
-@pytest.mark.parametrize("name", sorted(EXERCISES))
-def test_hints_and_solution(name, capsys):
-    exercise = EXERCISES[name]
-    for _ in range(len(exercise.hints) + 1):
+def _converted(function, convert):
+    return lambda *args, **kwargs: convert(function(*args, **kwargs))
+
+
+# Answers of a plausible kind that later cells cannot use: each gets a verdict that names the kind.
+PLAUSIBLE_WRONG_KINDS = [
+    ("ex02.mask_tokens", _converted(ex02.mask_tokens.reference, lambda t: (t[0].float(), t[1])), "integer token ids"),
+    ("ex02.mask_tokens", _converted(ex02.mask_tokens.reference, lambda t: tuple(x.numpy() for x in t)), "torch tensor"),
+    ("ex02.mlm_loss", _converted(ex02.masked_lm_loss_from_logits, lambda x: x.item()), "as a tensor (no .item())"),
+    ("ex02.mlm_loss", _converted(ex02.masked_lm_loss_from_logits, lambda x: torch.complex(x, x * 0)), "one real number"),
+    ("ex03.attention", _converted(ex03.attention.reference, lambda x: x.tolist()), "returned list"),
+    ("ex03.attention", _converted(ex03.attention.reference, lambda x: torch.complex(x, x * 0)), "complex64"),
+    ("ex03.embeddings", _converted(ex03.embeddings.reference, lambda x: x.detach().numpy()), "torch tensor"),
+    ("ex03.embeddings", _converted(ex03.embeddings.reference, lambda x: x.long()), "floating-point"),
+    ("ex04.training_step", _converted(ex04.training_step.reference, lambda x: [x]), "returned list"),
+    ("ex04.training_step", _converted(ex04.training_step.reference, lambda x: np.float32(x)), "Python float"),
+    ("ex05.oversample", _converted(ex05.oversample.reference, lambda x: x.astype(float)), "integer indices"),
+    ("ex05.oversample", _converted(ex05.oversample.reference, lambda x: x[None]), "1-d"),
+    ("ex05.macro_f1", _converted(ex05.macro_f1_from_confusion, str), "got str"),
+    ("ex05.macro_f1", _converted(ex05.macro_f1_from_confusion, lambda x: [x]), "got list"),
+    ("ex06.focal_loss", _converted(ex06.focal_loss.reference, lambda x: x.reshape(1)), "not a scalar tensor"),
+    ("ex06.focal_loss", _converted(ex06.focal_loss.reference, lambda x: x.long()), "int64"),
+    ("ex07.align_labels", _converted(ex07.align_labels.reference, lambda x: [str(v) for v in x]), "list of ints"),
+    ("ex07.align_labels", _converted(ex07.align_labels.reference, lambda x: {"labels": x}), "got dict"),
+    ("ex08.factorized_embeddings", _converted(ex08.factorized_embeddings.reference, str), "whole number"),
+    ("ex08.factorized_embeddings", _converted(ex08.factorized_embeddings.reference, lambda x: 10 ** 400), "expected"),
+    ("ex09.plan_run", _converted(ex09.plan_run.reference, lambda x: x[:3]), "four whole numbers"),
+    ("ex09.plan_run", _converted(ex09.plan_run.reference, lambda x: {"plan": x}), "four whole numbers"),
+]
+
+
+@pytest.mark.parametrize("handle, answer, says", PLAUSIBLE_WRONG_KINDS,
+                         ids=[f"{h}-{i}" for i, (h, _, _) in enumerate(PLAUSIBLE_WRONG_KINDS)])
+def test_plausible_answers_of_the_wrong_kind_are_named(handle, answer, says):
+    result = EXERCISES[handle].check(answer)
+    assert not result.passed and "check itself failed" not in result.message
+    assert says in result.message, result
+
+
+@pytest.mark.parametrize("handle", sorted(EXERCISES))
+def test_a_failing_verdict_points_to_hint_and_never_prints_the_recipe(handle):
+    exercise = EXERCISES[handle]
+    results = [exercise.check(answer) for answer in (raises, lambda *a, **k: "nonsense", lambda *a, **k: [1, 2])]
+    for result in results:
+        assert not result.passed
+        assert result.hint in ("", core.nudge(handle)), result
+        for hint in exercise.hints[1:]:  # the later, more telling hints stay behind hint()
+            assert hint not in str(result), result
+    assert any(f"call {handle}.hint()" in str(result) for result in results), results
+
+
+def test_hints_go_one_step_further_each_call(capsys):
+    exercise = core.Exercise("E", lambda answer: core.CheckResult("E", True, "ok"), ("first", "second"), stub)
+    for _ in range(3):
         exercise.hint()
     out = capsys.readouterr().out
-    assert f"Hint {len(exercise.hints)} of {len(exercise.hints)}" in out
-    exercise.solution()
-    assert exercise.reference.__name__ in capsys.readouterr().out
+    assert "Hint 1 of 2 (E): first" in out and out.count("Hint 2 of 2 (E): second") == 2
 
 
-def test_macro_f1_reference_agrees_with_scikit_learn_and_names_the_slips():
-    import numpy as np
-    import torch
-    from sklearn.metrics import f1_score
-
-    from bert_workbook import ex05
-
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        k = int(rng.integers(2, 6))
-        y_true, y_pred = rng.integers(0, k, 300), rng.integers(0, k, 300)
-        y_pred[rng.random(300) < 0.5] = 0  # often one class dominates
-        confusion = np.zeros((k, k), dtype=int)
-        np.add.at(confusion, (y_true, y_pred), 1)
-        expected = f1_score(y_true, y_pred, average="macro", labels=list(range(k)), zero_division=0)
-        assert abs(ex05.macro_f1_from_confusion(confusion) - expected) < 1e-12
-    def per_class_f1(m):
-        tp = np.diag(m)
-        return 2 * tp / (m.sum(0) + m.sum(1))  # 2 TP / (2 TP + FP + FN); no class here is empty
-
-    slips = {
-        "accuracy": lambda m: np.trace(m) / m.sum(),
-        "weighted by support": lambda m: float((per_class_f1(m) * m.sum(1)).sum() / m.sum()),
-        "the last class only": lambda m: float(per_class_f1(m)[-1]),
-    }
-    for name, slip in slips.items():
-        result = ex05.macro_f1.check(slip)
-        assert not result.passed and "that is the" in result.message, (name, result)
-
-    def nan_for_unpredicted(m):
-        tp = np.diag(m)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision, recall = tp / m.sum(0), tp / m.sum(1)
-        return float((2 * precision * recall / (precision + recall)).mean())
-
-    assert "NaN" in ex05.macro_f1.check(nan_for_unpredicted).message
-    for kind in (np.float32, np.float64, torch.tensor, lambda x: np.array(x)):  # any right number passes
-        assert ex05.macro_f1.check(lambda m, kind=kind: kind(ex05.macro_f1_from_confusion(m))).passed
+def test_without_solution_code_solution_shows_the_reference(capsys):
+    core.Exercise("E", lambda answer: None, (), ex05.macro_f1_from_confusion).solution()
+    assert "def macro_f1_from_confusion" in capsys.readouterr().out
 
 
-def test_masked_lm_loss_check_names_its_slips():
-    import torch
-
-    from bert_workbook import ex02
-
-    for name in ex02._mlm_loss_mistakes(*ex02._mlm_loss_cases()[0][1:]):
-        def slip(logits, labels, name=name):
-            return ex02._mlm_loss_mistakes(logits, labels)[name]
-        result = ex02.mlm_loss.check(slip)
-        assert not result.passed and name in result.message, result
-    no_gradient = ex02.mlm_loss.check(lambda z, y: torch.tensor(float(ex02.masked_lm_loss_from_logits(z, y).detach())))
-    assert not no_gradient.passed and "gradient" in no_gradient.message
-    unmasked = ex02.mlm_loss.check(lambda z, y: torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]),
-                                                                                  y.reshape(-1).clamp_min(0)))
-    assert not unmasked.passed
+# --- the shared machinery ---------------------------------------------------------------------------
 
 
-def test_embeddings_check_names_each_slip_of_its_catalogue():
-    from bert_workbook import ex03
+def test_call_or_verdict_hands_copies_and_names_an_argument_changed_in_place():
+    ids, array, labels = torch.arange(6), np.arange(4), [1, 2, 3]
 
-    model, ids, types = ex03._embedding_cases()[0][1:]
-    for name in ex03._embedding_mistakes(model, ids, types):
-        def slip(model, ids, types, name=name):
-            import torch
-            with torch.no_grad():
-                return ex03._embedding_mistakes(model, ids, types)[name]
-        result = ex03.embeddings.check(slip)
-        assert not result.passed and name in result.message, (name, result)
+    def changes_labels(ids, array, labels):
+        labels.append(4)
+        return 1
 
+    def changes_nothing_it_was_given(ids, array, labels):
+        ids, array = ids.clone(), array.copy()
+        ids[0], array[0] = 99, 99
+        return ids
 
-def test_alignment_check_names_the_shift_past_cls():
-    from bert_workbook import ex07
+    def changes_ids(input_ids, array, labels):
+        input_ids += 1
+        return input_ids
 
-    def after_cls(labels, word_ids, **kwargs):
-        return [-100] + [labels[i] if i < len(labels) else -100 for i in range(len(word_ids) - 1)]
-
-    result = ex07.align_labels.check(after_cls)
-    assert not result.passed and "after [CLS]" in result.message, result
-
-
-def test_hints_name_the_module_a_learner_types():
-    from bert_workbook import ex02, ex03, ex05
-
-    for module, name in [(ex02, "mlm_loss"), (ex03, "attention"), (ex05, "macro_f1")]:
-        exercise = getattr(module, name)
-        result = exercise.check(lambda *args, **kwargs: args[0] * 0 + 1)  # a wrong answer of the right type
-        assert f"{module.__name__.rsplit('.', 1)[1]}.{name}.hint()" in str(result), result
+    out, failed = core.call_or_verdict("E", changes_labels, ids, array, labels)
+    assert out is None and "changed `labels` in place" in failed.message
+    out, failed = core.call_or_verdict("E", changes_ids, ids, array, labels)
+    assert "changed `input_ids` in place" in failed.message
+    out, failed = core.call_or_verdict("E", changes_nothing_it_was_given, ids, array, labels)
+    assert failed is None and out[0] == 99
+    assert ids.tolist() == list(range(6)) and array.tolist() == [0, 1, 2, 3] and labels == [1, 2, 3]
 
 
-def test_plan_check_names_each_slip():
-    for name in ex09._plan_mistakes(*ex09.PLAN_CASES[0]):
-        def slip(*case, name=name):
-            return ex09._plan_mistakes(*case)[name]
-        result = ex09.plan_run.check(slip)
-        assert not result.passed and name in result.message, (name, result)
-    import numpy as np
-    import torch
+def test_call_or_verdict_keeps_a_tensor_that_tracks_gradients():
+    leaf = torch.ones(3, requires_grad=True)
+    out, failed = core.call_or_verdict("E", lambda x: (x * 2).sum(), leaf)
+    assert failed is None
+    (grad,) = torch.autograd.grad(out, leaf)
+    assert grad.tolist() == [2.0, 2.0, 2.0]
 
-    from bert_workbook import finetune
-    for convert in (list, np.array, torch.tensor):  # any sequence of four whole numbers
-        assert ex09.plan_run.check(lambda *a, convert=convert: convert(finetune.plan_run(*a))).passed
+
+@pytest.mark.parametrize("value, number", [(3, 3.0), (2.5, 2.5), (np.float32(0.5), 0.5), (torch.tensor(4.0), 4.0),
+                                           (np.array(7), 7.0), ("3", None), (True, None), (1 + 2j, None),
+                                           ([1.0], None), (np.zeros(2), None), (10 ** 400, None)])
+def test_as_number_reads_one_real_number_of_any_kind(value, number):
+    assert core.as_number(value) == number
+
+
+@pytest.mark.parametrize("value, whole", [(3, 3), (3.0, 3), (np.int64(2 ** 60 + 1), 2 ** 60 + 1), (torch.tensor(5), 5),
+                                          (3.5, None), (float("inf"), None), ("3", None), (False, None)])
+def test_as_int_reads_whole_numbers_exactly(value, whole):
+    assert core.as_int(value) == whole
+
+
+def test_named_mistake_names_only_a_mistake_the_case_tells_apart():
+    mistakes = {"doubled": 4, "squared": 4, "plus one": 3}
+    same = int.__eq__
+    assert core.named_mistake(3, mistakes, same) == "plus one"
+    assert core.named_mistake(4, mistakes, same) is None  # two mistakes give 4 here: name neither
+    assert core.named_mistake(5, mistakes, same) is None
+    assert core.named_mistake("x", {"a": np.zeros(2)}, lambda a, b: bool((a == b).all())) is None
+
+
+def test_a_broken_checker_still_returns_a_verdict():
+    result = core.Exercise("E", lambda answer: 1 / 0, (), stub).check(None)
+    assert not result.passed and "check itself failed" in result.message

@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bert_workbook import checks, family
+from bert_workbook import family
+from bert_workbook.exercises import ex08
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +79,23 @@ def test_parameter_group(name, group):
     assert family.parameter_group(name) == group
 
 
+def test_factorized_embeddings_by_hand():
+    # 10 x 4 table (40) + 4 x 6 projection (24) + its bias (6); unfactorized: 10 x 6
+    assert family.factorized_embedding_parameters(10, 4, 6) == 70
+    assert family.embedding_parameters(10, 6) == 60
+    # ALBERT-base: 30,000 x 128 + 128 x 768 + 768, against BERT's 30,000 x 768 at the same width
+    assert family.factorized_embedding_parameters(30000, 128, 768) == 3_939_072
+    assert family.embedding_parameters(30000, 768) == 23_040_000
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 60000), st.integers(1, 512), st.integers(1, 2048))
-def test_factorization_saves_exactly_when_the_embedding_is_narrow(v, e, h):
-    full = family.embedding_parameters(v, h)
-    factored = family.factorized_embedding_parameters(v, e, h)
-    assert factored == v * e + e * h + h
-    if e == h:
-        assert factored > full  # factorizing at full width only adds the projection
+def test_the_counts_are_those_of_the_layers_themselves(v, e, h):
+    with torch.device("meta"):  # shapes only: no memory, however large
+        table, projection, full = torch.nn.Embedding(v, e), torch.nn.Linear(e, h), torch.nn.Embedding(v, h)
+    built = sum(p.numel() for layer in (table, projection) for p in layer.parameters())
+    assert family.factorized_embedding_parameters(v, e, h) == built
+    assert family.embedding_parameters(v, h) == full.weight.numel()
 
 
 def test_factorized_count_matches_real_albert(counted):
@@ -157,8 +167,8 @@ def test_speed_table_times_exactly_the_shapes_asked_for():
 
 
 def test_check_factorized_embeddings_passes_the_reference_and_names_mistakes():
-    assert checks.check_factorized_embeddings(family.factorized_embedding_parameters)
-    result = checks.check_factorized_embeddings(lambda v, e, h: (_ for _ in ()).throw(NotImplementedError()))
+    assert ex08.check_factorized_embeddings(family.factorized_embedding_parameters)
+    result = ex08.check_factorized_embeddings(lambda v, e, h: (_ for _ in ()).throw(NotImplementedError()))
     assert not result and "not implemented" in result.message
     slips = {
         "unfactorized": lambda v, e, h: v * h,
@@ -168,17 +178,26 @@ def test_check_factorized_embeddings_passes_the_reference_and_names_mistakes():
         "whole number": lambda v, e, h: "many",
     }
     for words, slip in slips.items():
-        result = checks.check_factorized_embeddings(slip)
+        result = ex08.check_factorized_embeddings(slip)
         assert not result and words in result.message, (words, result)
-    assert not checks.check_factorized_embeddings(lambda v, e, h: v * e + e * h + h + 1)
+    assert not ex08.check_factorized_embeddings(lambda v, e, h: v * e + e * h + h + 1)
 
 
-def test_one_entry_per_model_holds_everything_the_course_knows():
-    assert family.FAMILY == tuple(family.MEMBERS)
-    for name, member in family.MEMBERS.items():
-        assert family.PUBLISHED_PARAMETERS[name] == (member.published_millions, member.parameters_source)
-        assert family.CITED_MNLI[name] == (member.mnli, member.mnli_source)
-        assert type(family.family_config(name)).__name__ == member.config_class
+def test_the_family_is_the_nine_models_of_the_course_tables_each_with_its_own_architecture():
+    assert family.FAMILY == ("BERT-base", "RoBERTa-base", "DistilBERT", "ALBERT-base-v2", "DeBERTa-base",
+                             "DeBERTa-v3-base", "ELECTRA-small", "ELECTRA-base", "ModernBERT-base")
+    kinds = [family.family_config(name).model_type for name in family.FAMILY]
+    assert kinds == ["bert", "roberta", "distilbert", "albert", "deberta", "deberta-v2", "electra",
+                     "electra", "modernbert"]
+
+
+def test_every_cited_figure_has_a_source_and_its_unit():
+    for name in family.FAMILY:
+        millions, parameters_source = family.PUBLISHED_PARAMETERS[name]
+        assert parameters_source and 1 < millions < 1000, name  # millions: not a raw count
+        mnli, mnli_source = family.CITED_MNLI[name]
+        assert (mnli is None) == (mnli_source == "not cited here"), name  # no figure without a source
+        assert mnli is None or 50 < mnli < 100, name  # a percentage, as the papers print it
 
 
 def test_a_smoke_test_builds_one_layer_on_a_real_device_and_counts_every_layer(monkeypatch):

@@ -155,10 +155,10 @@ def _not_balanced(labels, seed):
                                           (_copies_the_first, "seed gave the same"), (_unseeded, "same seed"),
                                           (_not_balanced, "class counts"), (lambda labels, seed: "x", "1-d array")])
 def test_oversample_check_passes_reference_and_names_mistakes(wrong, words):
-    from bert_workbook import checks
+    from bert_workbook.exercises import ex05
 
-    assert checks.check_oversample(imbalance.oversample_minority).passed
-    result = checks.check_oversample(wrong)
+    assert ex05.check_oversample(imbalance.oversample_minority).passed
+    result = ex05.check_oversample(wrong)
     assert not result.passed and words in str(result), str(result)
 
 

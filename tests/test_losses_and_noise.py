@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bert_workbook import checks, losses
+from bert_workbook import losses
+from bert_workbook.exercises import ex06
 from bert_workbook.losses import FocalLoss
 from bert_workbook.noise import add_frequent_token_noise, add_neftune_noise
 
@@ -159,7 +160,7 @@ def only_2d(logits, target, **kwargs):
 
 
 def test_focal_check_passes_on_the_reference():
-    result = checks.check_focal_loss(reference_focal)
+    result = ex06.check_focal_loss(reference_focal)
     assert result.passed, result
     assert "gamma 0, 1, 2" in result.message
 
@@ -174,7 +175,7 @@ def test_focal_check_passes_on_the_reference():
     (lambda logits, target, **k: float(reference_focal(logits, target, **k)), "not a scalar tensor"),
 ])
 def test_focal_check_names_the_mistake(wrong, says):
-    result = checks.check_focal_loss(wrong)
+    result = ex06.check_focal_loss(wrong)
     assert not result.passed
     assert says in str(result), str(result)
 
@@ -233,14 +234,14 @@ def test_the_naive_formula_is_nan_where_the_safe_one_is_not():
      "does not depend on the logits"),
 ])
 def test_focal_check_compares_gradients_and_never_raises(wrong, says):
-    result = checks.check_focal_loss(wrong)
+    result = ex06.check_focal_loss(wrong)
     assert not result.passed
     assert says in str(result), str(result)
 
 
 def test_focal_check_answers_anything_without_raising():
     for answer in (None, 3, "focal", lambda *a, **k: None, lambda *a, **k: torch.zeros(2)):
-        result = checks.check_focal_loss(answer)
+        result = ex06.check_focal_loss(answer)
         assert not result.passed
 
 

@@ -7,8 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bert_workbook import assets, checks, ner
+from bert_workbook import assets, ner
 from bert_workbook.data import CONLL_TAGS
+from bert_workbook.exercises import ex07
 
 TAG = {name: i for i, name in enumerate(CONLL_TAGS)}
 B_TO_I = ner.b_to_i_ids(CONLL_TAGS)
@@ -153,7 +154,7 @@ def first_seen(word_labels, word_ids, label_all_subwords=False, b_to_i=None):
 
 
 def test_alignment_check_passes_on_the_reference():
-    result = checks.check_align_labels(ner.align_labels_to_tokens)
+    result = ex07.check_align_labels(ner.align_labels_to_tokens)
     assert result.passed, result
 
 
@@ -166,7 +167,7 @@ def test_alignment_check_passes_on_the_reference():
     (lambda labels, word_ids, **k: "B-LOC", "list of ints"),
 ])
 def test_alignment_check_names_the_mistake(wrong, says):
-    result = checks.check_align_labels(wrong)
+    result = ex07.check_align_labels(wrong)
     assert not result.passed
     assert says in str(result), str(result)
 
@@ -231,7 +232,9 @@ def test_paired_f1_difference_matches_seqeval_and_brackets_it():
     bad = [["B-PER", "O", "O"], ["B-LOC", "O"], ["O", "O"], ["O", "O"]] * 10
     interval = ner.paired_f1_difference(gold, good, bad)
     assert interval.mean == pytest.approx(f1_score(gold, good) - f1_score(gold, bad))
-    assert interval.low <= interval.mean <= interval.high and interval.n == 40
+    assert interval.low <= interval.mean <= interval.high and interval.runs == 40
+    assert interval.sources == ("evaluation sentences",)
+    assert interval.verdict(about=("seed", "evaluation sentences")).startswith("not a verdict")
     same = ner.paired_f1_difference(gold, good, good)
     assert same.mean == same.low == same.high == 0
     with pytest.raises(ValueError, match="same non-zero number"):

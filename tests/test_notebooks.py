@@ -252,3 +252,15 @@ def test_outside_colab_without_the_package_the_setup_cell_says_what_to_install(m
 def test_outside_colab_with_the_package_the_setup_cell_does_nothing(capsys):
     exec(_setup_cell_as_python(), {"get_ipython": lambda: None})
     assert capsys.readouterr().out == ""
+
+
+def test_no_exercise_copy_runs_a_hint_or_a_solution():
+    """Run All must not print an answer or use up a hint: in the learners' notebooks, hint() and
+    solution() appear only in comments and markdown."""
+    call = re.compile(r"\.(hint|solution)\(\)")
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type != "code":
+                continue
+            live = [line for line in cell.source.splitlines() if call.search(line.split("#", 1)[0])]
+            assert not live, f"{path.name} cell {index} calls {live}"

@@ -44,7 +44,7 @@ def test_tokens_per_word_counts_pieces_per_whitespace_word(tokenizer):
     assert subword.tokens_per_word(tokenizer, ["the tokenization"]) == 1.5  # token ##ization
     with pytest.raises(ValueError):
         subword.tokens_per_word(tokenizer, ["   "])
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="texts"):
         subword.tokens_per_word(tokenizer, "not a list")
 
 

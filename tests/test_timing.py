@@ -3,9 +3,27 @@ import pytest
 from bert_workbook.timing import items_per_second
 
 
-def test_items_per_second_counts_items():
-    rate = items_per_second(lambda xs: sum(xs), list(range(1000)), repeats=2)
-    assert rate > 0
+def test_items_per_second_divides_the_items_by_the_fastest_run(monkeypatch):
+    from bert_workbook import timing
+
+    asked = []
+
+    def fastest(fn, repeats):  # a clock that always reads a quarter of a second
+        asked.append(repeats)
+        fn()
+        return 0.25
+
+    monkeypatch.setattr(timing, "fastest_seconds", fastest)
+    seen = []
+    assert timing.items_per_second(seen.append, list(range(1000)), repeats=4) == 4000.0
+    assert asked == [4] and seen == [list(range(1000))]  # all the items, in one call
+
+
+def test_items_per_second_on_the_real_clock_is_bounded_by_the_work():
+    import time
+
+    rate = items_per_second(lambda xs: time.sleep(0.02), list(range(100)), repeats=2)
+    assert 100 / 1.0 < rate <= 100 / 0.02  # a sleep never ends early; 1 s allows a busy machine
 
 
 @pytest.mark.parametrize("items, repeats", [([], 1), ([1], 0)])

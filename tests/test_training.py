@@ -4,7 +4,7 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
-from bert_workbook import training
+from bert_workbook import assets, training
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +125,9 @@ def test_sentence_features_match_the_classifier_input(tokenizer, tiny_encoder):
 
 
 def test_cls_check_passes_reference_and_names_common_mistakes():
-    from bert_workbook import checks
+    from bert_workbook.exercises import ex04
 
-    assert checks.check_cls_classifier(training.ClsClassifier).passed
+    assert ex04.check_cls_classifier(training.ClsClassifier).passed
 
     class NoMask(training.ClsClassifier):
         def forward(self, input_ids, attention_mask=None, token_type_ids=None):
@@ -149,7 +149,7 @@ def test_cls_check_passes_reference_and_names_common_mistakes():
 
     for wrong, says in [(NoMask, "attention_mask"), (MeanPooled, "averaged"), (raw_cls, "pooler"),
                         (Stub, "not implemented")]:
-        result = checks.check_cls_classifier(wrong)
+        result = ex04.check_cls_classifier(wrong)
         assert not result.passed and says in str(result), str(result)
 
 
@@ -235,23 +235,17 @@ def test_train_and_evaluate_runs_a_fixed_number_of_steps(tokenizer, tiny_encoder
         training.train_and_evaluate(model, data, data, tokenizer, steps=0)
 
 
-def test_seed_scores_draws_one_column_per_group_and_rejects_unknown_names():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from bert_workbook.plots import seed_scores
-
-    table = pd.DataFrame({"fix": ["a", "a", "b", "b"], "f1": [0.1, 0.3, 0.5, 0.7]})
-    fig, ax = plt.subplots()
-    seed_scores(ax, table, group="fix", value="f1", lines={"chance": 1 / 3})
-    means = [c.get_offsets()[0][1] for c in ax.collections[1::2]]
-    assert means == pytest.approx([0.2, 0.6])
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
-    with pytest.raises(ValueError, match="no rows"):
-        seed_scores(ax, table, group="fix", value="f1", order=["a", "c"])
-    plt.close(fig)
+def test_decay_groups_exempt_biases_and_layer_norms_and_skip_frozen_weights():
+    model = training.SentenceClassifier(assets.load_encoder(), 2)
+    model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    decayed, exempt = training.decay_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decayed["weight_decay"] == 0.01 and exempt["weight_decay"] == 0.0
+    assert all(names[id(p)].endswith("weight") and "LayerNorm" not in names[id(p)] for p in decayed["params"])
+    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in exempt["params"])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(decayed["params"]) + len(exempt["params"]) == len(trainable)
+    assert not any(p is model.encoder.embeddings.word_embeddings.weight for p in decayed["params"])
 
 
 def label_sorted_split(n=300):

@@ -70,34 +70,65 @@ def _python_only(source: str) -> str:
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
 
 
-def imported_modules(source: str, package: str = PACKAGE) -> set[str]:
-    """The modules of ``package`` that ``source`` imports, anywhere in it (``from package import
-    a, b``, ``from package.a import x``, ``import package.a``)."""
+def imported_modules(source: str, package: str = PACKAGE, current: str = "", is_package: bool = False) -> set[str]:
+    """The modules of ``package`` that ``source`` may import, anywhere in it, as dotted names
+    inside the package (``measure``, ``measure.heads``, ``exercises.ex05``): ``from package
+    import a, b``, ``from package.a import x``, ``import package.a``, and relative imports
+    (``from . import x``, ``from .heads import y``) when ``current`` names the module the source
+    is (``is_package``: it is a package's ``__init__``). A name that may be a module or an object
+    (``from package.a import x``) is listed both ways; :func:`module_closure` keeps those that
+    are modules."""
     found = set()
     for node in ast.walk(ast.parse(_python_only(source))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == package:
-                found.update(alias.name for alias in node.names)
-            elif node.module.startswith(package + "."):
-                found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                if node.module != package and not (node.module or "").startswith(package + "."):
+                    continue
+                base = node.module[len(package) + 1:]
+            else:
+                if not current and not is_package:
+                    continue  # a relative import outside the package (a notebook): not ours
+                parts = current.split(".") if current else []
+                parts = parts if is_package else parts[:-1]
+                parts = parts[:len(parts) - (node.level - 1)] if node.level > 1 else parts
+                base = ".".join(parts + ([node.module] if node.module else []))
+            if base:
+                found.add(base)
+            found.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
         elif isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[1] for alias in node.names
+            found.update(alias.name[len(package) + 1:] for alias in node.names
                          if alias.name.startswith(package + "."))
     return found
 
 
+def module_path(name: str, package_dir: Path = PACKAGE_DIR) -> Path | None:
+    """The source file of the package's module ``name`` (dotted; ``__init__`` is the package's
+    own), or None when no module has that name."""
+    if name == "__init__":
+        return package_dir / "__init__.py"
+    base = package_dir.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.exists():
+            return path
+    return None
+
+
 def module_closure(start: set[str], package_dir: Path = PACKAGE_DIR, package: str = PACKAGE) -> list[str]:
-    """``start`` and every package module they import, transitively, plus ``__init__``: the
-    modules whose code can run when those are used. Names that are not modules of the package
-    (e.g. a function imported from ``__init__``) are ignored."""
+    """``start`` and every package module they import, transitively, plus ``__init__`` and the
+    ``__init__`` of every subpackage on the way (importing ``a.b`` runs ``a``): the modules whose
+    code can run when those are used. Names that are not modules of the package (e.g. a function
+    imported from ``__init__``) are ignored."""
     seen, todo = set(), ["__init__", *start]
     while todo:
         name = todo.pop()
-        path = package_dir / f"{name}.py"
-        if name in seen or not path.exists():
+        path = module_path(name, package_dir)
+        if name in seen or path is None:
             continue
         seen.add(name)
-        todo.extend(imported_modules(path.read_text(), package) - seen)
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        current = "" if name == "__init__" else name
+        todo.extend((imported_modules(path.read_text(), package, current, path.name == "__init__.py")
+                     | set(parents)) - seen)
     return sorted(seen)
 
 
@@ -125,7 +156,7 @@ def notebook_digest(notebook, package_dir: Path = PACKAGE_DIR, env: dict | None 
     sources = code_sources(notebook)
     modules = module_closure(set().union(*(imported_modules(s) for s in sources)) if sources else set(),
                              package_dir)
-    files = [package_dir / f"{name}.py" for name in modules] + data_files(package_dir)
+    files = [module_path(name, package_dir) for name in modules] + data_files(package_dir)
     env = environment() if env is None else env
     cells = _sha(sources)
     inputs = _sha([f.relative_to(package_dir).as_posix() for f in files] + [f.read_bytes() for f in files]

@@ -11,8 +11,17 @@ it with the model (``encoder_layer_by_hand``) and measure what the heads attend 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
+
+from bert_workbook.arguments import (
+    check_count,
+    check_model,
+    check_same_shape,
+    check_texts,
+    check_tokenizer,
+)
 
 MASKED = float("-inf")  # what a padding key adds to the scores before the softmax
 
@@ -56,6 +65,11 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     ``return_weights`` also returns the attention weights ``(batch, heads, length, length)``."""
     if not (q.dim() == k.dim() == v.dim() == 4):
         raise ValueError("q, k and v must be (batch, heads, length, d) tensors")
+    if attention_mask is not None:
+        shape = tuple(torch.as_tensor(attention_mask).shape)
+        if len(shape) != 2 or shape[1] != k.shape[2] or shape[0] not in (1, k.shape[0]):
+            raise ValueError(f"attention_mask has shape {shape}, but the keys need (batch, length) = "
+                             f"{(k.shape[0], k.shape[2])}: one entry per token")
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if attention_mask is not None:
         scores = scores + key_padding_bias(attention_mask, scores.dtype).to(scores.device)
@@ -64,9 +78,17 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     return (out, weights) if return_weights else out
 
 
+def _check_layer(layer) -> None:
+    """A TypeError unless ``layer`` is one BERT encoder layer (attention, intermediate, output)."""
+    if not all(hasattr(layer, part) for part in ("attention", "intermediate", "output")):
+        raise TypeError(f"layer must be one BERT encoder layer, e.g. model.encoder.layer[0], got "
+                        f"{type(layer).__name__}")
+
+
 def project_heads(layer, hidden: torch.Tensor):
     """A BERT layer's queries, keys and values for ``hidden``, split into heads: three
     ``(batch, heads, length, d)`` tensors."""
+    _check_layer(layer)
     self_attention = layer.attention.self
     heads = self_attention.num_attention_heads
     return tuple(split_heads(projection(hidden), heads)
@@ -79,6 +101,7 @@ def encoder_layer_by_hand(layer, hidden: torch.Tensor, attention_mask=None) -> d
     (per head), ``weights`` (attention), ``context`` (heads merged), ``attention output``
     (after the output projection, residual and LayerNorm) and ``output`` (after the
     feed-forward block, its residual and LayerNorm): the layer's output."""
+    _check_layer(layer)
     attention_output = layer.attention.output
     q, k, v = project_heads(layer, hidden)
     per_head, weights = scaled_dot_product_attention(q, k, v, attention_mask, return_weights=True)
@@ -93,6 +116,9 @@ def encoder_layer_by_hand(layer, hidden: torch.Tensor, attention_mask=None) -> d
 def attention_maps(encoder, input_ids, attention_mask) -> torch.Tensor:
     """Every layer's attention weights for a batch, ``(layers, batch, heads, length, length)``,
     recomputed by hand from the hidden states that enter each layer (eval mode)."""
+    check_model(encoder, "encoder")
+    if attention_mask is not None:
+        check_same_shape("attention_mask", torch.as_tensor(attention_mask), "input_ids", torch.as_tensor(input_ids))
     encoder.eval()
     hidden = encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
     maps = []
@@ -111,6 +137,7 @@ def attention_shares(maps: torch.Tensor, input_ids, attention_mask, cls_id: int,
     ``maps`` comes from :func:`attention_maps`."""
     ids = torch.as_tensor(input_ids)
     real = torch.as_tensor(attention_mask).bool()
+    check_same_shape("attention_mask", real, "input_ids", ids)
     if maps.dim() != 5 or maps.shape[1] != ids.shape[0] or maps.shape[-1] != ids.shape[1]:
         raise ValueError(f"maps of shape {tuple(maps.shape)} do not match input_ids {tuple(ids.shape)}")
     length = ids.shape[1]
@@ -134,8 +161,13 @@ def attention_shares_over(encoder, tokenizer, texts, max_length: int = 64, batch
     over every real query token of every text."""
     from tqdm.auto import tqdm
 
-    if isinstance(texts, str) or len(texts) == 0:
+    check_model(encoder, "encoder")
+    check_tokenizer(tokenizer)
+    check_texts(texts)
+    if len(texts) == 0:
         raise ValueError("texts must be a non-empty list of strings")
+    check_count(batch_size, "batch_size")
+    check_count(max_length, "max_length")
     total, queries = None, 0
     for start in tqdm(range(0, len(texts), batch_size), desc="attention maps", disable=not progress):
         batch = tokenizer(list(texts[start:start + batch_size]), truncation=True, max_length=max_length,
@@ -161,6 +193,11 @@ def time_attention_and_feed_forward(layer, lengths, min_run_time: float = 0.2) -
     (``torch.utils.benchmark``, no gradients)."""
     from torch.utils import benchmark
 
+    _check_layer(layer)
+    if isinstance(lengths, str) or not isinstance(lengths, Iterable):
+        raise TypeError(f"lengths must be a list of sequence lengths, e.g. [64, 128], got {lengths!r:.40}")
+    for length in lengths:
+        check_count(length, "each of lengths")
     self_attention = layer.attention.self
     heads = self_attention.num_attention_heads
     width = self_attention.query.in_features

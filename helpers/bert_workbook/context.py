@@ -6,6 +6,13 @@ from __future__ import annotations
 
 import torch
 
+from bert_workbook.arguments import (
+    check_count,
+    check_model,
+    check_texts,
+    check_token_ids,
+    check_tokenizer,
+)
 from bert_workbook.masking import IGNORE_INDEX
 from bert_workbook.mlm import logits_at_labels
 
@@ -15,6 +22,7 @@ SIDES = ("both sides", "left only", "right only")
 def blank_positions(windows: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """One position per window to blank out, drawn from its middle half, so that each side keeps
     at least a quarter of the window as context."""
+    check_token_ids(windows, "windows")
     if windows.dim() != 2 or windows.shape[1] < 8:
         raise ValueError(f"windows must be (count, length >= 8) token ids, got {tuple(windows.shape)}")
     length = windows.shape[1]
@@ -29,6 +37,7 @@ def one_sided_inputs(windows: torch.Tensor, positions: torch.Tensor, mask_token_
     Hidden tokens are out of attention, so they cannot influence the prediction at all."""
     if side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    check_count(mask_token_id, "mask_token_id", minimum=0)
     if positions.shape != (len(windows),):
         raise ValueError(f"need one position per window: {len(windows)} windows, positions {tuple(positions.shape)}")
     rows = torch.arange(len(windows))
@@ -49,10 +58,13 @@ def correct_by_side(model, windows: torch.Tensor, mask_token_id: int, seed: int 
                     batch_size: int = 16) -> dict[str, torch.Tensor]:
     """For each side of :data:`SIDES`, whether the model's top-1 guess at each window's blank
     (:func:`blank_positions`) is the original token: a 0/1 tensor per side, paired position by
-    position, ready for ``measure.paired_difference``. The vocabulary logits come from
+    position, ready for ``stats.compare_examples``. The vocabulary logits come from
     ``mlm.logits_at_labels``: a BERT masked LM projects onto the vocabulary at the blanks only;
     another model's logits cover it at every position, hence the small batches (16 windows of 64
     tokens: 125 MB)."""
+    check_model(model)
+    check_count(mask_token_id, "mask_token_id", minimum=0)
+    check_count(batch_size, "batch_size")
     positions = blank_positions(windows, seed)
     answers = windows[torch.arange(len(windows)), positions]
     device = next(model.parameters()).device
@@ -79,8 +91,12 @@ def polarity_score(model, tokenizer, texts: list[str], positive: list[str], nega
     """For each text with one ``[MASK]``: log P(a word of ``positive``) - log P(a word of
     ``negative``) at the blank, each set's probability summed over its words. Above 0, the model
     leans positive. Words must be single tokens of the vocabulary."""
+    check_model(model)
+    check_tokenizer(tokenizer)
+    check_texts(texts)
     ids = {}
     for name, words in (("positive", positive), ("negative", negative)):
+        check_texts(words, name)
         found = tokenizer.convert_tokens_to_ids(list(words))
         missing = [w for w, i in zip(words, found) if i == tokenizer.unk_token_id]
         if not words or missing:

@@ -11,6 +11,7 @@ Splits are made here, deterministically, and the test split is meant to be used 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def stratified_split_indices(
     """
     import numpy as np
 
+    if not isinstance(fractions, Mapping):
+        raise TypeError(f"fractions must be a dict of part name -> fraction, e.g. {{'train': 0.8, 'test': 0.2}}, "
+                        f"got {type(fractions).__name__}")
     if not fractions or any(not 0 < f <= 1 for f in fractions.values()):
         raise ValueError(f"fractions must be in (0, 1], got {fractions!r}")
     if abs(sum(fractions.values()) - 1) > 1e-9:

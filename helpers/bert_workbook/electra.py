@@ -13,6 +13,13 @@ from __future__ import annotations
 import torch
 
 from bert_workbook import env
+from bert_workbook.arguments import (
+    check_count,
+    check_model,
+    check_probability,
+    check_token_ids,
+    check_tokenizer,
+)
 from bert_workbook.masking import IGNORE_INDEX, mask_tokens
 from bert_workbook.mlm import logits_at_labels, special_tokens_mask
 
@@ -42,6 +49,11 @@ def corrupt_with_generator(generator_model, input_ids: torch.Tensor, tokenizer, 
     original, 0 where it is the original (a sample equal to the original counts as original,
     as in ELECTRA) and -100 on special tokens. The generator runs on ``chunk_size`` rows at a
     time: its logits take ``30,522 x 4`` bytes per masked position."""
+    check_model(generator_model, "generator_model")
+    check_token_ids(input_ids)
+    check_tokenizer(tokenizer)
+    check_probability(mask_probability, "mask_probability")
+    check_count(chunk_size, "chunk_size")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")
     rng = rng or torch.Generator().manual_seed(0)
@@ -75,8 +87,11 @@ def train_discriminator(discriminator, corrupted: torch.Tensor, labels: torch.Te
     over all non-special positions)."""
     from tqdm.auto import tqdm
 
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_model(discriminator, "discriminator")
+    check_token_ids(corrupted, "corrupted")
+    check_token_ids(labels, "labels")
+    check_count(steps, "steps")
+    check_count(batch_size, "batch_size")
     if corrupted.dim() != 2 or corrupted.shape != labels.shape:
         raise ValueError(f"corrupted {tuple(corrupted.shape)} and labels {tuple(labels.shape)} must be "
                          "2-d tensors of the same shape")
@@ -111,6 +126,9 @@ def train_discriminator(discriminator, corrupted: torch.Tensor, labels: torch.Te
 @torch.no_grad()
 def replaced_probability(discriminator, input_ids: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """The discriminator's probability that each token was replaced, shaped like ``input_ids``."""
+    check_model(discriminator, "discriminator")
+    check_token_ids(input_ids)
+    check_count(batch_size, "batch_size")
     device = next(discriminator.parameters()).device
     discriminator.eval()
     parts = []

@@ -7,7 +7,19 @@ from collections.abc import Sequence
 
 import torch
 
+from bert_workbook.arguments import check_config, check_count, check_model, check_tokenizer
 from bert_workbook.wordpiece import split_into_words
+
+
+def _check_vectors(vectors, rows: int) -> None:
+    """A TypeError unless ``vectors`` is a tensor; a ValueError unless it is 2-d (one vector per
+    row) with at least ``rows`` rows."""
+    if not isinstance(vectors, torch.Tensor):
+        raise TypeError(f"vectors must be a torch tensor (one vector per row), got {type(vectors).__name__}: "
+                        "convert it with torch.as_tensor")
+    if vectors.dim() != 2 or len(vectors) < rows:
+        least = f" with at least {rows} rows" if rows else ""
+        raise ValueError(f"vectors must be a 2-d tensor (one vector per row){least}, got shape {tuple(vectors.shape)}")
 
 
 def _embedding_module(model):
@@ -16,7 +28,8 @@ def _embedding_module(model):
     module = module or model
     for part in ("word_embeddings", "position_embeddings", "token_type_embeddings", "LayerNorm"):
         if not hasattr(module, part):
-            raise TypeError(f"expected a BERT model or its embeddings module; it has no {part!r}")
+            raise TypeError(f"model must be a BERT model or its embeddings module; this {type(model).__name__} "
+                            f"has no {part!r}")
     return module
 
 
@@ -67,6 +80,7 @@ def build_input_embeddings(model, input_ids: torch.Tensor,
 
 def embedding_table_sizes(config) -> list[dict]:
     """Each input-embedding table of a BERT config: rows, width and parameter count."""
+    check_config(config)
     hidden = config.hidden_size
     tables = [
         ("token (WordPiece)", config.vocab_size),
@@ -92,8 +106,7 @@ def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
 
 def cosine_matrix(vectors: torch.Tensor) -> torch.Tensor:
     """Pairwise cosine similarities of the rows of a 2-d tensor."""
-    if vectors.dim() != 2:
-        raise ValueError("vectors must be a 2-d tensor (one vector per row)")
+    _check_vectors(vectors, rows=0)
     unit = torch.nn.functional.normalize(vectors.float(), dim=1)
     return unit @ unit.T
 
@@ -104,6 +117,11 @@ def word_vectors_by_layer(model, tokenizer, sentence: str, word: str) -> torch.T
     Layer 0 is the input embedding. A word split into several pieces is the mean of its pieces.
     The first occurrence of the word is used.
     """
+    check_model(model)
+    check_tokenizer(tokenizer)
+    for name, value in (("sentence", sentence), ("word", word)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     encoded = tokenizer(sentence, return_tensors="pt")
     words = split_into_words(tokenizer, sentence)
     if word.lower() not in words:
@@ -125,8 +143,7 @@ def mean_pairwise_cosine(vectors: torch.Tensor, pairs: int = 5000,
 
 def z_score(vectors: torch.Tensor) -> torch.Tensor:
     """Standardize each dimension over the rows (mean 0, standard deviation 1)."""
-    if vectors.dim() != 2 or len(vectors) < 2:
-        raise ValueError("vectors must be a 2-d tensor with at least two rows")
+    _check_vectors(vectors, rows=2)
     mean, std = vectors.mean(dim=0), vectors.std(dim=0)
     return (vectors - mean) / std.clamp_min(1e-12)
 
@@ -136,6 +153,11 @@ def next_sentence_pairs(documents: Sequence[Sequence[str]], n: int,
     """``n`` sentence pairs ``(A, B, label)`` as BERT's next-sentence prediction drew them:
     half the time B follows A in the same document (IsNext), half the time B is a sentence from
     another document (NotNext)."""
+    if isinstance(documents, str) or any(isinstance(doc, str) for doc in documents):
+        raise TypeError("documents must be a list of documents, each a list of sentences (e.g. "
+                        "[split_sentences(text) for text in texts]), not strings: a string would be read "
+                        "as a list of one-character sentences")
+    check_count(n, "n", minimum=0)
     if len(documents) < 2:
         raise ValueError("need at least two documents, to draw NotNext sentences from another one")
     usable = [i for i, doc in enumerate(documents) if len(doc) >= 2]
@@ -162,8 +184,8 @@ def cosine_by_dimension(vectors: torch.Tensor, pairs: int = 5000,
     """Each dimension's share of the mean pairwise cosine: for unit vectors u, v the cosine is
     the sum over dimensions of u_d * v_d, so this returns the mean of u_d * v_d over random
     pairs of distinct rows (it sums to :func:`mean_pairwise_cosine` with the same generator)."""
-    if vectors.dim() != 2 or len(vectors) < 2:
-        raise ValueError("vectors must be a 2-d tensor with at least two rows")
+    _check_vectors(vectors, rows=2)
+    check_count(pairs, "pairs")
     first = torch.randint(len(vectors), (pairs,), generator=generator)
     offset = torch.randint(1, len(vectors), (pairs,), generator=generator)
     second = (first + offset) % len(vectors)
@@ -173,8 +195,7 @@ def cosine_by_dimension(vectors: torch.Tensor, pairs: int = 5000,
 
 def pca_2d(vectors: torch.Tensor) -> torch.Tensor:
     """Project rows onto their first two principal components (centred; deterministic signs)."""
-    if vectors.dim() != 2 or len(vectors) < 3:
-        raise ValueError("vectors must be a 2-d tensor with at least three rows")
+    _check_vectors(vectors, rows=3)
     centred = vectors.float() - vectors.float().mean(dim=0)
     _, _, components = torch.linalg.svd(centred, full_matrices=False)
     components = components[:2]

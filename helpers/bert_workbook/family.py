@@ -9,12 +9,13 @@ compute exactly as fast as trained ones, so the speed figures hold for the real 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from bert_workbook import env
+from bert_workbook.arguments import check_config, check_count, check_model
 from bert_workbook.timing import fastest_seconds
 
 
@@ -96,6 +97,7 @@ def architecture(config) -> dict:
     """What a configuration says about the architecture, under the same names for every family:
     layers, hidden width, heads, feed-forward width, vocabulary, token-embedding width, how
     positions enter, how many segment (token type) embeddings, and whether layers share weights."""
+    check_config(config)
     kind = config.model_type
     if kind in ("deberta", "deberta-v2"):
         positions = "relative (disentangled attention)"
@@ -130,6 +132,7 @@ def build_model(config, device: str | torch.device = "meta"):
     are still set by the model's own code."""
     from transformers import AutoModel
 
+    check_config(config)
     if torch.device(device).type == "meta":
         with torch.device(device):
             return AutoModel.from_config(config).eval()
@@ -152,6 +155,7 @@ def random_weights(model, std: float = 0.02, seed: int = 0) -> None:
     """Fill every parameter of ``model`` with uniform noise of standard deviation ``std`` (BERT's
     initializer range), drawn from ``seed``, and mark it initialized, so that Hugging Face's
     ``init_weights`` leaves it alone and sets only what remains."""
+    check_model(model)
     if not std > 0:
         raise ValueError(f"std must be positive, got {std!r}")
     generator = torch.Generator().manual_seed(seed)
@@ -175,6 +179,7 @@ def one_layer(config):
 
 def count_parameters(model) -> int:
     """The number of distinct parameters: a tensor shared by several layers counts once."""
+    check_model(model)
     return sum(p.numel() for p in model.parameters())  # parameters() yields a shared one once
 
 
@@ -201,6 +206,7 @@ PARAMETER_GROUPS = ("token embeddings", "other embeddings", "transformer layers"
 def parameter_breakdown(model) -> dict[str, int]:
     """Distinct parameters per group of :func:`parameter_group`; the values sum to
     :func:`count_parameters`."""
+    check_model(model)
     groups = dict.fromkeys(PARAMETER_GROUPS, 0)
     for name, parameter in model.named_parameters():  # shared tensors are listed once
         groups[parameter_group(name)] += parameter.numel()
@@ -222,8 +228,7 @@ def factorized_embedding_parameters(vocab_size: int, embedding_size: int, hidden
 
 def _check_sizes(**sizes: int) -> None:
     for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_count(value, name)
 
 
 @torch.inference_mode()
@@ -236,8 +241,7 @@ def forward_seconds(model, batch_size: int, seq_len: int, *, repeats: int = 3, w
     _check_sizes(batch_size=batch_size, seq_len=seq_len, repeats=repeats)
     repeats = env.timing_repeats(repeats)
     batch_size, seq_len = env.timing_shape(batch_size, seq_len)  # a smoke test times the smallest
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+    check_count(warmup, "warmup", minimum=0)
     ids, mask = bench_batch(model, batch_size, seq_len, seed)
     return fastest_seconds(lambda: model(input_ids=ids, attention_mask=mask), repeats, warmup=warmup,
                            cuda=ids.device.type == "cuda")
@@ -247,6 +251,8 @@ def bench_batch(model, batch_size: int, seq_len: int, seed: int = 0) -> tuple[to
     """The bench's input on ``model``'s device: ``batch_size x seq_len`` token ids drawn from
     1,000-1,999 (which every vocabulary of the family contains) and an attention mask of ones (no
     padding). Refuses a length beyond the model's positions."""
+    check_model(model)
+    _check_sizes(batch_size=batch_size, seq_len=seq_len)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and seq_len > limit:
         raise ValueError(f"seq_len {seq_len} is longer than the model's {limit} positions")
@@ -289,6 +295,9 @@ def speed_grid(builders: dict[str, Callable[[], torch.nn.Module]], batch_sizes: 
                seq_lens: Sequence[int], *, device: str = "cpu", repeats: int = 3,
                progress: bool = True):
     """:func:`speed_table` on every pair of a batch size and a sequence length."""
+    for name, sizes in (("batch_sizes", batch_sizes), ("seq_lens", seq_lens)):
+        if not isinstance(sizes, Iterable):
+            raise TypeError(f"{name} must be a list of sizes, e.g. [1, 8], got {sizes!r:.40}")
     if not batch_sizes or not seq_lens:
         raise ValueError("batch_sizes and seq_lens must each hold at least one size")
     return speed_table(builders, [(b, n) for b in batch_sizes for n in seq_lens], device=device,
@@ -308,6 +317,11 @@ def speed_table(builders: dict[str, Callable[[], torch.nn.Module]],
 
     from bert_workbook.env import release_memory
 
+    if not isinstance(builders, Mapping) or any(isinstance(build, torch.nn.Module) or not callable(build)
+                                                for build in builders.values()):
+        raise TypeError("builders must be a dict of name -> function that builds the model, e.g. "
+                        "{'BERT-base': lambda: family.build_model(family.family_config('BERT-base'))}: "
+                        "one model in memory at a time")
     if not builders:
         raise ValueError("builders is empty: nothing to time")
     shapes = [tuple(shape) for shape in shapes]

@@ -86,6 +86,12 @@ def plan_run(examples: int, per_device_batch: int, processes: int, accumulation:
     warm-up updates)``. Every update sees ``per_device_batch`` examples on each of ``processes``
     processes, ``accumulation`` times over; the last, smaller batch of an epoch is an update too;
     the schedule counts updates, and warms up over the first ``warmup_ratio`` of them."""
+    from bert_workbook.arguments import check_count, check_probability
+
+    for name, value in (("examples", examples), ("per_device_batch", per_device_batch), ("processes", processes),
+                        ("accumulation", accumulation), ("epochs", epochs)):
+        check_count(value, name)
+    check_probability(warmup_ratio, "warmup_ratio")
     global_batch = per_device_batch * processes * accumulation
     per_epoch = math.ceil(examples / global_batch)
     total = per_epoch * epochs

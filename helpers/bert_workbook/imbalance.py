@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from bert_workbook.arguments import check_count
+
 from .training import check_labels
 
 
@@ -21,6 +23,10 @@ def class_counts(labels: Sequence[int], num_labels: int) -> np.ndarray:
 
 def imbalanced_subset(labels: Sequence[int], per_class: Mapping[int, int], seed: int) -> np.ndarray:
     """Indices of a random subset with ``per_class[c]`` examples of each class ``c`` (sorted)."""
+    if not isinstance(per_class, Mapping):
+        raise TypeError(f"per_class must be a dict of class -> number of examples, e.g. {{0: 500, 1: 50}}, "
+                        f"got {type(per_class).__name__}")
+    check_count(seed, "seed", minimum=0)
     labels = np.asarray(list(labels))
     rng = np.random.default_rng(seed)
     picked = []
@@ -45,6 +51,8 @@ def _class_ids(labels) -> np.ndarray:
 
 def _resampling_plan(labels: Sequence[int], factors: Mapping[int, float] | None, grow: bool):
     """The labels as an array and the target size of each class (checked)."""
+    if factors is not None and not isinstance(factors, Mapping):
+        raise TypeError(f"factors must be a dict of class -> factor, e.g. {{1: 2.0}}, got {type(factors).__name__}")
     labels = _class_ids(labels)
     present, counts = np.unique(labels, return_counts=True)
     if factors is None:
@@ -70,6 +78,7 @@ def oversample_minority(labels: Sequence[int], seed: int,
     """Indices for random oversampling: every example once, plus random duplicates (drawn with
     replacement within each class) until each class has as many as the largest class, or
     ``round(count * factor)`` for the classes in ``factors``. Never drops an example."""
+    check_count(seed, "seed", minimum=0)
     labels, targets = _resampling_plan(labels, factors, grow=True)
     rng = np.random.default_rng(seed)
     extra = []
@@ -83,6 +92,7 @@ def undersample_majority(labels: Sequence[int], seed: int,
                          factors: Mapping[int, float] | None = None) -> np.ndarray:
     """Indices for random undersampling: each class cut (without replacement) to the size of
     the smallest class, or to ``round(count * factor)`` for the classes in ``factors``."""
+    check_count(seed, "seed", minimum=0)
     labels, targets = _resampling_plan(labels, factors, grow=False)
     rng = np.random.default_rng(seed)
     kept = []

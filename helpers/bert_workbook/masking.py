@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import numbers
-
-import numpy as np
 import torch
+
+from bert_workbook.arguments import (
+    check_count,
+    check_probability,
+    check_token_ids,
+    check_tokenizer,
+)
 
 IGNORE_INDEX = -100  # the label cross-entropy skips: positions the loss does not see
 MASK_STATUSES = ("not selected", "[MASK]", "random", "kept")  # what masking did to a token
-
-
-def _check_probability(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
 
 
 def mask_tokens(
@@ -45,27 +44,27 @@ def mask_tokens(
             f"special_tokens_mask has shape {tuple(special_tokens_mask.shape)}, "
             f"input_ids has {tuple(input_ids.shape)}: they must match"
         )
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
-    if isinstance(mask_token_id, bool) or not isinstance(mask_token_id, numbers.Integral):
-        raise ValueError(f"mask_token_id must be an int (the tokenizer's mask_token_id), got {mask_token_id!r}")
+    check_count(vocab_size, "vocab_size")
+    check_count(mask_token_id, "mask_token_id", minimum=0)  # the tokenizer's mask_token_id
     if not 0 <= mask_token_id < vocab_size:
         raise ValueError(f"mask_token_id {mask_token_id} is outside the vocabulary [0, {vocab_size})")
     if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
         raise ValueError(f"input_ids must lie in [0, {vocab_size})")
     for name, value in [("mlm_probability", mlm_probability), ("mask_replace_prob", mask_replace_prob),
                         ("random_replace_prob", random_replace_prob)]:
-        _check_probability(name, value)
+        check_probability(value, name)
     if mask_replace_prob + random_replace_prob > 1 + 1e-9:
         raise ValueError("mask_replace_prob + random_replace_prob must not exceed 1")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError("generator must be a torch.Generator (or None)")
     if random_token_ids is None:
         random_token_ids = torch.arange(vocab_size)
-    elif random_token_ids.numel() == 0:
-        raise ValueError("random_token_ids is empty")
-    elif random_token_ids.min() < 0 or random_token_ids.max() >= vocab_size:
-        raise ValueError(f"random_token_ids must lie in the vocabulary [0, {vocab_size})")
+    else:
+        check_token_ids(random_token_ids, "random_token_ids")
+        if random_token_ids.numel() == 0:
+            raise ValueError("random_token_ids is empty")
+        if random_token_ids.min() < 0 or random_token_ids.max() >= vocab_size:
+            raise ValueError(f"random_token_ids must lie in the vocabulary [0, {vocab_size})")
 
     special = special_tokens_mask.bool()
     draw = torch.rand(input_ids.shape, generator=generator)
@@ -131,9 +130,8 @@ def binomial_bound(p: float, n: int, sigmas: float = 4.5) -> float:
     (scipy's binomial quantiles: no normal approximation, so right for small ``n`` too)."""
     from scipy.stats import binom, norm
 
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    _check_probability("p", p)
+    check_count(n, "n")
+    check_probability(p, "p")
     low, high = binom.interval(1 - 2 * norm.sf(sigmas), int(n), float(p))
     return float(max(p - low / n, high / n - p))
 
@@ -145,6 +143,7 @@ def masked_rows(tokenizer, text: str, mlm_probability: float = 0.15, seed: int =
     ``status`` is one of ``MASK_STATUSES``; ``label`` is the id the loss must predict, or -100.
     Special tokens are never selected.
     """
+    check_tokenizer(tokenizer)
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text must be a non-empty string")
     encoded = tokenizer(text, return_special_tokens_mask=True, return_tensors="pt")
@@ -173,6 +172,11 @@ def split_word_share(selected: torch.Tensor, word_ids: torch.Tensor) -> tuple[fl
     ``word_ids`` gives each position's word index (-1 for special tokens and padding), as
     ``BatchEncoding.word_ids()`` does with ``None`` replaced by -1.
     """
+    if not isinstance(selected, torch.Tensor):
+        raise TypeError(f"selected must be a tensor (labels != -100), got {type(selected).__name__}")
+    if not isinstance(word_ids, torch.Tensor):
+        raise TypeError("word_ids must be a tensor with -1 where encoding.word_ids() says None, e.g. "
+                        "torch.tensor([[-1 if w is None else w for w in encoding.word_ids()]])")
     if selected.shape != word_ids.shape:
         raise ValueError("selected and word_ids must share a shape")
     partial = touched = 0

@@ -12,16 +12,24 @@ from collections.abc import Sequence
 import torch
 
 from bert_workbook import env
+from bert_workbook.arguments import (
+    check_count,
+    check_model,
+    check_same_shape,
+    check_texts,
+    check_token_ids,
+    check_tokenizer,
+)
 from bert_workbook.masking import IGNORE_INDEX, MASK_STATUSES, corruption_status, mask_tokens
 
 
 def token_windows(tokenizer, texts: Sequence[str], length: int) -> torch.Tensor:
     """Concatenate the texts' token ids ([SEP] after each text) and cut them into windows
-    ``[CLS] ... [SEP]`` of exactly ``length`` tokens; the tail that does not fill one is dropped."""
-    if not isinstance(length, int) or length < 3:
-        raise ValueError(f"length must be an int >= 3, got {length!r}")
-    if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of strings, not one string")
+    ``[CLS] ... [SEP]`` of exactly ``length`` tokens; the tail that does not fill one is dropped
+    (texts that do not fill even one window are a ValueError)."""
+    check_tokenizer(tokenizer)
+    check_texts(texts)
+    check_count(length, "length", minimum=3)
     ids: list[int] = []
     for start in range(0, len(texts), 1000):
         for row in tokenizer(list(texts[start:start + 1000]), add_special_tokens=False,
@@ -29,6 +37,10 @@ def token_windows(tokenizer, texts: Sequence[str], length: int) -> torch.Tensor:
             ids.extend(row + [tokenizer.sep_token_id])
     body = length - 2
     n = len(ids) // body
+    if n == 0:  # an empty tensor of windows would only fail later, far from the cause
+        raise ValueError(f"texts are shorter than one window: {len(ids)} tokens in all ([SEP]s included), and a "
+                         f"window of length {length} needs {body} besides [CLS] and [SEP]; pass more text "
+                         "or a smaller length")
     chunks = torch.tensor(ids[: n * body], dtype=torch.long).view(n, body)
     cls = torch.full((n, 1), tokenizer.cls_token_id)
     sep = torch.full((n, 1), tokenizer.sep_token_id)
@@ -38,8 +50,8 @@ def token_windows(tokenizer, texts: Sequence[str], length: int) -> torch.Tensor:
 def token_counts(tokenizer, texts: Sequence[str]) -> torch.Tensor:
     """How often each vocabulary id occurs in ``texts`` (no special tokens added): a
     ``(vocab_size,)`` tensor of counts."""
-    if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of strings, not one string")
+    check_tokenizer(tokenizer)
+    check_texts(texts)
     counts = torch.zeros(tokenizer.vocab_size, dtype=torch.long)
     for start in range(0, len(texts), 1000):
         rows = tokenizer(list(texts[start:start + 1000]), add_special_tokens=False, verbose=False)["input_ids"]
@@ -50,8 +62,13 @@ def token_counts(tokenizer, texts: Sequence[str]) -> torch.Tensor:
 
 def most_frequent_ids(counts: torch.Tensor, k: int, exclude: Sequence[int] = ()) -> torch.Tensor:
     """The ``k`` ids with the highest ``counts``, most frequent first, skipping ``exclude``."""
+    if not isinstance(counts, torch.Tensor) or counts.dim() != 1:
+        raise TypeError("counts must be a 1-d tensor of counts per id (see token_counts)")
     if not isinstance(k, int) or not 1 <= k <= len(counts):
         raise ValueError(f"k must be an int in [1, {len(counts)}], got {k!r}")
+    outside = [int(i) for i in exclude if not 0 <= i < len(counts)]
+    if outside:
+        raise ValueError(f"exclude holds ids outside [0, {len(counts)}): {outside[:5]}")
     counts = counts.clone().double()
     counts[list(exclude)] = -1
     return torch.topk(counts, k).indices
@@ -59,6 +76,8 @@ def most_frequent_ids(counts: torch.Tensor, k: int, exclude: Sequence[int] = ())
 
 def special_tokens_mask(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
     """1 where ``input_ids`` holds one of the tokenizer's special tokens ([CLS], [SEP], [PAD]...)."""
+    check_token_ids(input_ids)
+    check_tokenizer(tokenizer)
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=input_ids.dtype)
     return torch.isin(input_ids, special).long()
 
@@ -82,6 +101,12 @@ def train_only_top(model, layers: int = 1) -> list[str]:
 def logits_at_labels(model, inputs: torch.Tensor, labels: torch.Tensor,
                      attention_mask: torch.Tensor | None = None):
     """Vocabulary logits at the positions whose label is not -100, and those labels."""
+    check_model(model)
+    check_token_ids(inputs, "inputs")
+    check_token_ids(labels, "labels")
+    check_same_shape("labels", labels, "inputs", inputs)
+    if attention_mask is not None:
+        check_same_shape("attention_mask", attention_mask, "inputs", inputs)
     where = labels != IGNORE_INDEX
     if hasattr(model, "bert") and hasattr(model, "cls"):  # BERT: project only where needed
         hidden = model.bert(input_ids=inputs, attention_mask=attention_mask).last_hidden_state
@@ -91,7 +116,7 @@ def logits_at_labels(model, inputs: torch.Tensor, labels: torch.Tensor,
 
 def _check_bert_masked_lm(model, layers: int, lowest: int = 1) -> None:
     if not (hasattr(model, "bert") and hasattr(model, "cls")):
-        raise TypeError("expected a BERT masked LM (with .bert and .cls), e.g. assets.load_masked_lm()")
+        raise TypeError("model must be a BERT masked LM (with .bert and .cls), e.g. assets.load_masked_lm()")
     total = len(model.bert.encoder.layer)
     if not isinstance(layers, int) or isinstance(layers, bool) or not lowest <= layers <= total:
         raise ValueError(f"layers must be an int in [{lowest}, {total}], got {layers!r}")
@@ -127,15 +152,23 @@ def top_logits_at_labels(model, hidden: torch.Tensor, labels: torch.Tensor, laye
 
 
 def masked_lm_loss(model, inputs: torch.Tensor, labels: torch.Tensor, loss_fn=None) -> torch.Tensor:
-    """Mean cross-entropy over the labelled positions: the masked-LM loss. ``loss_fn(logits,
-    targets)`` replaces cross-entropy (e.g. focal loss), on the labelled positions only."""
+    """Mean cross-entropy over the labelled positions (at least one): the masked-LM loss.
+    ``loss_fn(logits, targets)`` replaces cross-entropy (e.g. focal loss), on the labelled
+    positions only."""
     logits, targets = logits_at_labels(model, inputs, labels)
+    if len(targets) == 0:  # cross-entropy would return NaN, the mean over no positions
+        raise ValueError("labels select no position (every label is -100), so the loss is undefined: "
+                         "select at least one token")
     return (loss_fn or torch.nn.functional.cross_entropy)(logits, targets)
 
 
 @torch.no_grad()
 def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """For each [MASK] in ``text``, the ``top_k`` most probable tokens and their probabilities."""
+    check_model(model)
+    check_tokenizer(tokenizer)
+    if not isinstance(text, str):
+        raise TypeError(f"text must be one string, got {type(text).__name__}: call fill_mask once per text")
     if tokenizer.mask_token not in text:
         raise ValueError(f"text has no {tokenizer.mask_token} token: {text!r}")
     if not isinstance(top_k, int) or top_k < 1:
@@ -159,8 +192,10 @@ def accuracy_by_status(model, original: torch.Tensor, corrupted: torch.Tensor,
                        batch_size: int = 64) -> dict[str, dict[str, float]]:
     """Top-1 accuracy and loss at selected positions, split by what masking did to them
     ([MASK], random, kept) and over all selected positions."""
+    check_model(model)
     if not original.shape == corrupted.shape == labels.shape:
         raise ValueError("original, corrupted and labels must share a shape")
+    check_count(batch_size, "batch_size")
     device = next(model.parameters()).device
     model.eval()
     hits, losses, statuses = [], [], []
@@ -197,8 +232,11 @@ def train_masked_lm(model, windows: torch.Tensor, tokenizer, steps: int, batch_s
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_model(model)
+    check_token_ids(windows, "windows")
+    check_tokenizer(tokenizer)
+    check_count(steps, "steps")
+    check_count(batch_size, "batch_size")
     steps = env.training_steps(steps)
     if windows.dim() != 2 or len(windows) < batch_size:
         raise ValueError(f"windows must be a 2-d tensor with at least batch_size={batch_size} rows")

@@ -4,10 +4,11 @@ label belongs), token predictions turned back into word tags, BIO tags into enti
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
+from bert_workbook.arguments import check_count, check_model, check_texts, check_tokenizer
 from bert_workbook.masking import IGNORE_INDEX  # the course's one definition: the label losses skip
 
 WORD_STRATEGIES = ("first", "average", "max")
@@ -48,6 +49,9 @@ def align_labels_to_tokens(word_labels: Sequence[int], word_ids: Sequence[int | 
     if isinstance(word_labels, str) or any(isinstance(label, str) for label in word_labels):
         raise TypeError("word_labels must be tag ids (ints), not tag names: map them first, e.g. "
                         "[CONLL_TAGS.index(tag) for tag in tags]")
+    if any(label is None for label in word_labels):
+        raise TypeError("word_labels must be tag ids (ints), one per word, but hold None: are word_labels and "
+                        "word_ids swapped? The order is (word_labels, word_ids)")
     if label_all_subwords and b_to_i is None:
         raise ValueError("label_all_subwords=True needs b_to_i, the {B-X id: I-X id} map (see b_to_i_ids)")
     used = [w for w in word_ids if w is not None]
@@ -82,6 +86,9 @@ def word_predictions(token_logits: torch.Tensor, word_ids: Sequence[int | None],
     most confident subword (``"max"``). Words cut off by truncation get the label id 0 ("O")."""
     if strategy not in WORD_STRATEGIES:
         raise ValueError(f"strategy must be one of {WORD_STRATEGIES}, got {strategy!r}")
+    check_count(num_words, "num_words", minimum=0)
+    if not isinstance(token_logits, torch.Tensor):
+        raise TypeError(f"token_logits must be a tensor (tokens, labels), got {type(token_logits).__name__}")
     if token_logits.ndim != 2 or len(token_logits) != len(word_ids):
         raise ValueError(f"expected logits (tokens, labels) for {len(word_ids)} tokens, "
                          f"got {tuple(token_logits.shape)}")
@@ -123,12 +130,33 @@ def character_spans(words: Sequence[str], spans: Sequence[tuple[str, int, int]],
                     separator: str = " ") -> tuple[str, list[tuple[str, int, int]]]:
     """The text of ``words`` joined by ``separator``, and each word span as a character span
     ``(type, start, end)`` into that text."""
+    if isinstance(words, str):
+        raise TypeError("words must be a list of words, not one string: split it first, text.split()")
+    for span in spans:
+        if not 0 <= span[1] < span[2] <= len(words):
+            raise ValueError(f"spans must lie within the {len(words)} words, as (type, first word, last word + 1); "
+                             f"got {tuple(span)}")
     starts, position = [], 0
     for word in words:
         starts.append(position)
         position += len(word) + len(separator)
     text = separator.join(words)
     return text, [(kind, starts[first], starts[last - 1] + len(words[last - 1])) for kind, first, last in spans]
+
+
+def _word_lists(sentences) -> list[list[str]]:
+    """``sentences`` (pre-split) as lists of words, or a TypeError: a string in place of a list
+    of words would be read as a list of characters, one tag per character."""
+    wanted, hint = "sentences must be lists of words (e.g. [['Paris', 'is', 'big']]), not", "split each text first"
+    if isinstance(sentences, str) or not isinstance(sentences, Iterable):
+        raise TypeError(f"{wanted} {sentences!r:.60}: {hint}, e.g. [text.split() for text in texts]")
+    lists = []
+    for i, words in enumerate(sentences):
+        as_list = list(words) if isinstance(words, Iterable) and not isinstance(words, str) else None
+        if as_list is None or not all(isinstance(word, str) for word in as_list):
+            raise TypeError(f"{wanted} sentence {i} = {words!r:.60}: {hint}, e.g. text.split()")
+        lists.append(as_list)
+    return lists
 
 
 def _shortest_first(items: Sequence) -> list[int]:
@@ -143,6 +171,10 @@ def predict_word_tags(model, tokenizer, sentences: Sequence[Sequence[str]], stra
     """Word-level BIO tags for pre-split ``sentences`` from a token classifier: tokens per
     ``word_predictions(strategy)``, names from ``model.config.id2label``. Several strategies
     (a list) share one forward pass and give ``{strategy: tags}``."""
+    check_model(model)
+    check_tokenizer(tokenizer)
+    sentences = _word_lists(sentences)
+    check_count(batch_size, "batch_size")
     strategies = [strategy] if isinstance(strategy, str) else list(strategy)
     for name in strategies:
         if name not in WORD_STRATEGIES:
@@ -151,7 +183,6 @@ def predict_word_tags(model, tokenizer, sentences: Sequence[Sequence[str]], stra
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    sentences = [list(words) for words in sentences]
     # batches of sentences of similar length: little padding, and the order is restored below
     order = _shortest_first(sentences)
     tags: dict[str, list] = {name: [None] * len(sentences) for name in strategies}
@@ -186,10 +217,11 @@ def paired_f1_difference(gold: Sequence[Sequence[str]], predicted: Sequence[Sequ
     """Entity micro-F1 of ``predicted`` minus that of ``baseline`` on the same sentences, with a
     paired bootstrap interval over sentences (both scored on each resample of the sentences): how
     much of a difference the choice of evaluation sentences alone could make. Returns a
-    ``measure.Interval`` (``n`` = sentences)."""
+    ``stats.Comparison`` whose one source is the evaluation sentences (``runs`` = sentences): a
+    claim about a labelling scheme also needs its training seeds."""
     import numpy as np
 
-    from bert_workbook.measure import Interval
+    from bert_workbook import stats
 
     if not (len(gold) == len(predicted) == len(baseline)) or len(gold) == 0:
         raise ValueError(f"need the same non-zero number of sentences; got {len(gold)} gold, "
@@ -200,11 +232,10 @@ def paired_f1_difference(gold: Sequence[Sequence[str]], predicted: Sequence[Sequ
         return np.where(counts[..., 1] + counts[..., 2] > 0,
                         2 * counts[..., 0] / np.maximum(counts[..., 1] + counts[..., 2], 1), 0.0)
 
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(0, len(gold), size=(resamples, len(gold)))
-    differences = f1(a[rows].sum(1)) - f1(b[rows].sum(1))
-    low, high = np.quantile(differences, [(1 - level) / 2, (1 + level) / 2])
-    return Interval(float(f1(a.sum(0)) - f1(b.sum(0))), float(low), float(high), len(gold), level)
+    low, high = stats.bootstrap_interval(lambda w: f1(w @ a) - f1(w @ b), len(gold), level=level,
+                                         resamples=resamples, seed=seed)
+    return stats.Comparison(float(f1(a.sum(0)) - f1(b.sum(0))), low, high, len(gold),
+                            ("evaluation sentences",), "paired bootstrap over sentences", level)
 
 
 def span_scores(gold: Sequence[Sequence[tuple]], predicted: Sequence[Sequence[tuple]]) -> dict:
@@ -212,6 +243,11 @@ def span_scores(gold: Sequence[Sequence[tuple]], predicted: Sequence[Sequence[tu
     one list per sentence): a predicted entity counts only if type and both ends are right."""
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
+    for name, sentences in (("gold", gold), ("predicted", predicted)):
+        for spans in sentences:
+            if isinstance(spans, str) or any(not isinstance(span, tuple) or len(span) != 3 for span in spans):
+                raise TypeError(f"{name} must hold one list of (type, start, end) tuples per sentence, got "
+                                f"{spans!r:.60} (BIO tags become such spans with entity_spans(tags))")
     true_positives = sum(len(set(g) & set(p)) for g, p in zip(gold, predicted))
     n_gold, n_predicted = sum(len(set(g)) for g in gold), sum(len(set(p)) for p in predicted)
     precision = true_positives / n_predicted if n_predicted else 0.0
@@ -225,8 +261,10 @@ def pipeline_spans(tagger, texts: Sequence[str], batch_size: int = 64) -> list[l
     ``(type, start, end)`` character spans, one list per text in the order given. The texts go
     through the pipeline shortest first, so each batch pads little (on a CPU about twice as fast
     as in the given order)."""
-    if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of strings, not one string")
+    if not callable(tagger):
+        raise TypeError(f"tagger must be a token-classification pipeline, got {type(tagger).__name__}: "
+                        "the order is (tagger, texts)")
+    check_texts(texts)
     texts = list(texts)
     order = _shortest_first(texts)
     found: list[list[tuple[str, int, int]]] = [[] for _ in texts]

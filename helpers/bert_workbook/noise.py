@@ -13,7 +13,7 @@ from torch import nn
 
 def _check_embedding(embedding) -> None:
     if not isinstance(embedding, nn.Embedding):
-        raise TypeError(f"expected the token embedding layer (an nn.Embedding, e.g. "
+        raise TypeError(f"embedding must be the token embedding layer (an nn.Embedding, e.g. "
                         f"model.embeddings.word_embeddings), got {type(embedding).__name__}")
 
 
@@ -31,6 +31,9 @@ def add_frequent_token_noise(embedding: nn.Embedding, token_ids: Sequence[int], 
     _check_embedding(embedding)
     if not (isinstance(std, (int, float)) and math.isfinite(std) and std > 0):
         raise ValueError(f"std must be a finite number > 0, got {std!r}")
+    if isinstance(token_ids, str) or any(isinstance(i, str) for i in token_ids):
+        raise TypeError("token_ids must be token ids (ints), not strings: convert words first, e.g. "
+                        "tokenizer.convert_tokens_to_ids(words)")
     ids = torch.as_tensor(list(token_ids), dtype=torch.long)
     if ids.ndim != 1 or len(ids) == 0:
         raise ValueError("token_ids must be a non-empty list of token ids")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bert_workbook.arguments import check_texts, check_tokenizer
+
 ALGORITHMS = ("wordpiece", "bpe", "unigram")
 
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -31,8 +33,7 @@ def train_tokenizer(algorithm: str, texts: Sequence[str], vocab_size: int):
 
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if isinstance(texts, str) or len(texts) == 0:
-        raise ValueError("texts must be a non-empty sequence of strings")
+    _check_texts(texts)
     if not isinstance(vocab_size, int) or vocab_size < 300:
         raise ValueError(f"vocab_size must be an int of at least 300, got {vocab_size!r}")
     if algorithm == "wordpiece":
@@ -61,19 +62,26 @@ def train_tokenizer(algorithm: str, texts: Sequence[str], vocab_size: int):
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
 
 
-def _pieces(tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    if isinstance(texts, str) or len(texts) == 0:
+def _check_texts(texts: Sequence[str]) -> None:
+    check_texts(texts)
+    if len(texts) == 0:
         raise ValueError("texts must be a non-empty sequence of strings")
+
+
+def _pieces(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    check_tokenizer(tokenizer)
+    _check_texts(texts)
     return tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def tokens_per_word(tokenizer, texts: Sequence[str]) -> float:
     """Tokens per whitespace-separated word over ``texts`` (no special tokens): 1.0 means every
     word is one token; more means longer sequences for the same text."""
+    pieces = _pieces(tokenizer, texts)
     words = sum(len(text.split()) for text in texts)
     if words == 0:
         raise ValueError("texts hold no words")
-    return sum(len(row) for row in _pieces(tokenizer, texts)) / words
+    return sum(len(row) for row in pieces) / words
 
 
 def unknown_share(tokenizer, texts: Sequence[str]) -> float:
@@ -93,6 +101,7 @@ BOUNDARY_MARKERS = {"##": "## starts a piece that continues a word",
 def boundary_marker(tokenizer) -> str:
     """The symbol the tokenizer's vocabulary uses to mark word boundaries (a key of
     ``BOUNDARY_MARKERS``), found by counting which one most vocabulary entries start with."""
+    check_tokenizer(tokenizer)
     counts = dict.fromkeys(BOUNDARY_MARKERS, 0)
     for token in tokenizer.get_vocab():
         for marker in counts:

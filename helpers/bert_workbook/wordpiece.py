@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable
 
+from bert_workbook.arguments import check_count, check_texts, check_tokenizer
+
 CONTINUATION_PREFIX = "##"
+
+
+def _check_vocab(vocab, kind: type) -> None:
+    """A TypeError unless ``vocab`` is a ``kind`` of entries: not one string (whose ``in`` finds
+    substrings), not the tokenizer itself."""
+    if isinstance(vocab, str) or not isinstance(vocab, kind):
+        got = "one string" if isinstance(vocab, str) else type(vocab).__name__
+        raise TypeError(f"vocab must be a collection of vocabulary entries (e.g. tokenizer.get_vocab()), got {got}")
 
 
 def wordpiece_tokenize_word(
@@ -20,6 +30,8 @@ def wordpiece_tokenize_word(
     """
     if not isinstance(word, str):
         raise TypeError(f"word must be a str, got {type(word).__name__}")
+    _check_vocab(vocab, Container)
+    check_count(max_chars, "max_chars")
     if not word:
         return []
     if len(word) > max_chars:
@@ -72,6 +84,7 @@ def merge_scores(split_counts: dict[tuple[str, ...], int]) -> list[dict]:
 
 def split_into_words(tokenizer, text: str) -> list[str]:
     """The words BERT's tokenizer sees: after its normalizer (e.g. lowercasing) and pre-tokenizer."""
+    check_tokenizer(tokenizer)
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     backend = tokenizer.backend_tokenizer
@@ -81,6 +94,8 @@ def split_into_words(tokenizer, text: str) -> list[str]:
 
 def distinct_words(tokenizer, texts: Iterable[str], exclude: Container[str] = ()) -> list[str]:
     """The distinct words of ``texts`` in order of first appearance, minus ``exclude``."""
+    check_tokenizer(tokenizer)
+    check_texts(texts)
     seen: dict[str, None] = {}
     for text in texts:
         for word in split_into_words(tokenizer, text):
@@ -91,6 +106,8 @@ def distinct_words(tokenizer, texts: Iterable[str], exclude: Container[str] = ()
 
 def unk_rate(tokenizer, texts: Iterable[str]) -> tuple[float, int]:
     """Share of tokens that are ``[UNK]`` over ``texts`` (no special tokens), and the token count."""
+    check_tokenizer(tokenizer)
+    check_texts(texts)
     texts = list(texts)
     if not texts:
         raise ValueError("texts is empty: cannot compute an [UNK] rate")
@@ -106,6 +123,7 @@ def token_rows(tokenizer, text: str, text_pair: str | None = None, **kwargs) -> 
     The character span (``start``, ``end``) is into the text the token came from (the first or
     the second sentence); special tokens have an empty span ``(0, 0)`` and word id ``None``.
     """
+    check_tokenizer(tokenizer)
     if not isinstance(text, str) or (text_pair is not None and not isinstance(text_pair, str)):
         raise TypeError("text and text_pair must be strings")
     encoding = tokenizer(
@@ -149,6 +167,7 @@ def format_token_rows(rows: list[dict], columns: Iterable[str] | None = None) ->
 
 def vocabulary_breakdown(vocab: Iterable[str]) -> dict[str, int]:
     """Count the kinds of entries in a WordPiece vocabulary."""
+    _check_vocab(vocab, Iterable)
     counts = {"special [..]": 0, "unused slots": 0, "word starts": 0, "continuations (##)": 0}
     for token in vocab:
         if token.startswith("[unused"):

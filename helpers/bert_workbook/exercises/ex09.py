@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from bert_workbook import finetune as _finetune
-from bert_workbook.exercise import CheckResult, Exercise, as_int, as_list, call_or_verdict
+from bert_workbook.exercises.core import (
+    CheckResult,
+    Exercise,
+    as_int,
+    as_list,
+    call_or_verdict,
+    named_mistake,
+    nudge,
+)
 
 # (examples, per-device batch, processes, accumulation, epochs): even and uneven last batches
 PLAN_CASES = [(8530, 16, 1, 1, 3), (8530, 8, 2, 1, 3), (8530, 8, 2, 4, 2), (1000, 32, 8, 1, 1),
@@ -39,7 +47,7 @@ def check_plan_run(fn) -> CheckResult:
     """``fn(examples, per_device_batch, processes, accumulation, epochs)`` must return
     ``(global batch, updates per epoch, total updates, warm-up updates)`` for every case of
     ``PLAN_CASES``; the usual slips are named."""
-    hint = "call ex09.plan_run.hint() for a nudge, again for more."
+    hint = nudge("ex09.plan_run")
     for case in PLAN_CASES:
         expected = _finetune.plan_run(*case)
         got, failed = call_or_verdict(PLAN_NAME, fn, *case)
@@ -49,12 +57,12 @@ def check_plan_run(fn) -> CheckResult:
         numbers = None if values is None or len(values) != 4 else [as_int(v) for v in values]
         if numbers is None or None in numbers:
             return CheckResult(PLAN_NAME, False, "expected four whole numbers (global batch, updates per "
-                               f"epoch, total updates, warm-up updates), got {got!r}.", hint)
+                               f"epoch, total updates, warm-up updates), got {got!r:.80}.", hint)
         if tuple(numbers) == expected:
             continue
         where = ("examples={}, per_device_batch={}, processes={}, accumulation={}, epochs={}"
                  .format(*case))
-        why = next((text for text, value in _plan_mistakes(*case).items() if tuple(value) == tuple(numbers)), None)
+        why = named_mistake(tuple(numbers), _plan_mistakes(*case), lambda a, b: a == tuple(b))
         return CheckResult(PLAN_NAME, False, f"{where}: expected {expected}, got {tuple(numbers)}"
                            + (f": {why}." if why else "."), hint)
     return CheckResult(PLAN_NAME, True, f"right on {len(PLAN_CASES)} runs, from 1 process to 8, with and "
@@ -73,4 +81,14 @@ plan_run = Exercise(
         "the unit the schedule steps in.",
     ),
     reference=_finetune.plan_run,
+    solution_code='''
+def plan_run(examples, per_device_batch, processes, accumulation, epochs):
+    """(global batch, updates per epoch, total updates, warm-up updates) of a data-parallel run."""
+    import math
+
+    global_batch = per_device_batch * processes * accumulation
+    per_epoch = math.ceil(examples / global_batch)  # the last, smaller batch is an update too
+    total = per_epoch * epochs
+    return global_batch, per_epoch, total, int(0.1 * total)
+''',
 )

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import random
 from functools import lru_cache
+from types import MappingProxyType
 
 from bert_workbook import wordpiece as _wordpiece
-from bert_workbook.exercise import (
+from bert_workbook.exercises.core import (
     HELD_OUT_SEED,
     CheckResult,
     Exercise,
     as_list,
     call_or_verdict,
+    nudge,
 )
 
 
@@ -48,13 +50,17 @@ NOTEBOOK_01_WORDS = frozenset(
 )
 
 
+HINT_WORDPIECE = nudge("ex01.wordpiece")
+HINT_FIRST_SUBWORD = nudge("ex01.first_subword_mask")
+
+
 def check_wordpiece(fn, n_words: int = 1000) -> CheckResult:
     """Compare ``fn(word, vocab)`` with the library tokenizer on held-out words and edge cases."""
     from bert_workbook.assets import load_tokenizer
 
     exercise = "Exercise 1 (WordPiece)"
     tokenizer = load_tokenizer("embedded")
-    vocab = tokenizer.get_vocab()
+    vocab = MappingProxyType(tokenizer.get_vocab())  # read-only: no call can change what the next one sees
     words = wordpiece_held_out_words(n_words) + WORDPIECE_EDGE_WORDS
     expected_pieces = {word: tokenizer.tokenize(word) for word in words}
     wrong = []
@@ -62,16 +68,9 @@ def check_wordpiece(fn, n_words: int = 1000) -> CheckResult:
         got, failed = call_or_verdict(exercise, fn, word, vocab)
         if failed is not None:  # (a failing CheckResult is falsy)
             return failed
-        if got is None:
-            return CheckResult(
-                exercise, False, f"your function returned None for {word!r}.",
-                "did you forget the `return` statement?",
-            )
         if not isinstance(got, (list, tuple)):
-            return CheckResult(
-                exercise, False, f"your function returned {type(got).__name__} for {word!r}.",
-                "return a list of token strings, e.g. ['token', '##ization'].",
-            )
+            return CheckResult(exercise, False, f"your function returned {type(got).__name__} for {word!r}; "
+                               "return a list of token strings, e.g. ['token', '##ization'].", HINT_WORDPIECE)
         if list(got) != expected_pieces[word]:
             wrong.append((word, got, expected_pieces[word]))
     multi = sum(len(pieces) > 1 for pieces in expected_pieces.values())
@@ -83,13 +82,7 @@ def check_wordpiece(fn, n_words: int = 1000) -> CheckResult:
     if not wrong:
         return CheckResult(exercise, True, summary)
     examples = "; ".join(f"{w!r}: got {g}, expected {e}" for w, g, e in wrong[:3])
-    return CheckResult(
-        exercise,
-        False,
-        f"{summary} For example {examples}.",
-        "take the longest vocabulary entry that starts the remaining text; pieces after the "
-        "first need the '##' prefix; if nothing matches, the whole word is [UNK].",
-    )
+    return CheckResult(exercise, False, f"{summary} For example {examples}.", HINT_WORDPIECE)
 
 
 FIRST_SUBWORD_SENTENCES = (
@@ -120,13 +113,8 @@ def check_first_subword_mask(fn) -> CheckResult:
         values = as_list(got)
         if values is None or [bool(x) for x in values] != expected:
             where = f"{text!r}" + (f" + {pair!r}" if pair else "")
-            return CheckResult(
-                exercise,
-                False,
-                f"wrong mask for {where}: word_ids {word_ids}, got {got}, expected {expected}.",
-                "a token starts a word when its word id is not None and differs from the "
-                "previous token's word id.",
-            )
+            return CheckResult(exercise, False, f"wrong mask for {where}: word_ids {word_ids}, got {got}, "
+                               f"expected {expected}.", HINT_FIRST_SUBWORD)
     return CheckResult(
         exercise, True, f"{len(cases)} encodings (single sentences, pairs, truncated reviews) agree."
     )
@@ -146,6 +134,23 @@ wordpiece = Exercise(
         "return ['[UNK]']); start = end.",
     ),
     reference=_wordpiece.wordpiece_tokenize_word,
+    solution_code='''
+def wordpiece_tokenize_word(word, vocab, unk_token="[UNK]", max_chars=100):
+    """Split one normalized word into WordPiece tokens, longest match first."""
+    if len(word) > max_chars:
+        return [unk_token]
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):  # the longest piece first
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            if piece in vocab:
+                break
+        else:  # no piece of the rest is in the vocabulary: the whole word is unknown
+            return [unk_token]
+        pieces.append(piece)
+        start = end
+    return pieces
+''',
 )
 
 first_subword_mask = Exercise(
@@ -158,4 +163,13 @@ first_subword_mask = Exercise(
         "word id. Return one True/False per token.",
     ),
     reference=_wordpiece.first_subword_mask,
+    solution_code='''
+def first_subword_mask(word_ids):
+    """True at the first token of each word; False on continuations and special tokens."""
+    mask, previous = [], None
+    for word_id in word_ids:
+        mask.append(word_id is not None and word_id != previous)
+        previous = word_id
+    return mask
+''',
 )

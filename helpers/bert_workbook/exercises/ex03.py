@@ -4,7 +4,10 @@
 model's own embedding module and notices a call to that module; ``attention.check(fn)`` runs a
 learner's ``fn(q, k, v, attention_mask)`` against PyTorch's own ``scaled_dot_product_attention``
 on random shapes (with padding, without, and a sequence that is all padding) and names the usual
-mistakes. Each exercise also has ``hint()`` and ``solution()``.
+mistakes. On the sequence that is all padding, finite values (BERT's own ``-10000`` masking) pass
+with a note where PyTorch returns zeros: no real token reads them, and a finite value times its
+weight 0 stays 0; NaN there fails, since NaN times 0 is NaN. Each exercise also has ``hint()`` and
+``solution()``.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import torch
 
 from bert_workbook import attention as reference
 from bert_workbook import embeddings as embeddings_reference
-from bert_workbook.exercise import (
+from bert_workbook.exercises.core import (
     HELD_OUT_SEED,
     CheckResult,
     Exercise,
     call_or_verdict,
+    named_mistake,
+    nudge,
     shape_verdict,
 )
 from bert_workbook.numerics import difference_bound
@@ -76,61 +81,80 @@ ATTENTION_MISTAKES = {
 
 
 def _as_output(out):
-    """The learner's output as a float tensor (a tuple's first element, a numpy array), or None."""
-    if isinstance(out, (tuple, list)) and out:
-        out = out[0]
-    if hasattr(out, "__array__") and not isinstance(out, torch.Tensor):
-        try:
-            out = torch.as_tensor(out)
-        except Exception:  # anything that cannot become a tensor
-            return None
-    return out.detach().float() if isinstance(out, torch.Tensor) else None
+    """The learner's output as a float tensor, or None when it is not a torch tensor of real
+    numbers. The next cells pass it to ``attention.merge_heads``, which needs exactly that: a
+    numpy array or an ``(output, weights)`` pair would pass here and crash there."""
+    if not (isinstance(out, torch.Tensor) and out.is_floating_point()):
+        return None
+    return out.detach().float()
+
+
+HINT_ATTENTION = nudge("ex03.attention")
+FINITE_PADDING_NOTE = (
+    "Note: on the sequence that is all padding your output is not zeros, as when padding gets a "
+    "large finite negative (-1e9, or BERT's (1 - mask) * -10000) instead of -inf; PyTorch returns "
+    "zeros there. That is fine: no real token reads a padding position, and a finite value times "
+    "the weight 0 it gets stays 0 (a NaN would not).")
+
+
+def _attention_verdict(got, expected, q, k, v, mask, empty, where) -> tuple[CheckResult | None, bool]:
+    """``(failing verdict or None, finite values on the all-padding sequence)`` for one case."""
+    if torch.isnan(got).any():
+        real = got[~empty]
+        if empty.any() and not torch.isnan(real).any() and torch.allclose(real, expected[~empty],
+                                                                           atol=ATTENTION_TOLERANCE):
+            return CheckResult(ATTENTION_NAME, False, f"on {where}: right wherever a sequence has a real token, "
+                               "but NaN for the sequence that is all padding: every score there is -inf, and "
+                               "softmax gives 0/0; such a query must return zeros, as PyTorch's does.",
+                               HINT_ATTENTION), False
+        return CheckResult(ATTENTION_NAME, False, f"on {where}: your output contains NaN.", HINT_ATTENTION), False
+    if torch.allclose(got, expected, atol=ATTENTION_TOLERANCE, rtol=ATTENTION_TOLERANCE):
+        return None, False
+    if (empty.any() and torch.isfinite(got).all()
+            and torch.allclose(got[~empty], expected[~empty], atol=ATTENTION_TOLERANCE, rtol=ATTENTION_TOLERANCE)):
+        return None, True
+    with torch.no_grad():
+        wrong = {name: mistake(q, k, v, mask).nan_to_num(0.0) for name, mistake in ATTENTION_MISTAKES.items()}
+    name = named_mistake(got.nan_to_num(0.0), wrong, lambda a, b: torch.allclose(a, b, atol=1e-5, rtol=1e-5))
+    if name:
+        return CheckResult(ATTENTION_NAME, False, f"on {where}: {name}.", HINT_ATTENTION), False
+    return CheckResult(ATTENTION_NAME, False, f"on {where}: your output differs from PyTorch's "
+                       f"scaled_dot_product_attention by up to {float((got - expected).abs().max()):.2e}.",
+                       HINT_ATTENTION), False
 
 
 def check_attention(fn) -> CheckResult:
     """``fn(q, k, v, attention_mask)`` must equal ``torch.nn.functional.scaled_dot_product_attention``
-    with the mask on the keys, within ``ATTENTION_TOLERANCE``, on every case of ``ATTENTION_CASES``."""
-    hint = "call ex03.attention.hint() for a nudge, again for more."
-    lines = []
+    with the mask on the keys, within ``ATTENTION_TOLERANCE``, on every case of ``ATTENTION_CASES``.
+    On a sequence that is all padding, finite values instead of PyTorch's zeros pass, with a note."""
+    lines, finite_padding = [], False
     for i, (shape, lengths) in enumerate(ATTENTION_CASES):
         q, k, v, mask = _case_tensors(shape, lengths, seed=100 + i)
         expected = _expected(q, k, v, mask)
         where = f"q, k, v of shape {shape}, real lengths {list(lengths)}"
-        out, failed = call_or_verdict(ATTENTION_NAME, fn, q.clone(), k.clone(), v.clone(), mask.clone())
+        out, failed = call_or_verdict(ATTENTION_NAME, fn, q, k, v, mask)
         if failed is not None:
             return failed
-        if out is None:
-            return CheckResult(ATTENTION_NAME, False, "your function returned None.",
-                               "did you forget the `return` statement?")
         got = _as_output(out)
         if got is None:
-            return CheckResult(ATTENTION_NAME, False, f"your function returned {type(out).__name__}; "
-                               "return the attention output, a tensor.", hint)
+            return CheckResult(ATTENTION_NAME, False, f"your function returned {type(out).__name__}"
+                               + (f" of {out.dtype}" if isinstance(out, torch.Tensor) else "")
+                               + "; return the attention output alone, as a torch tensor of real numbers "
+                               "(not numpy, not (output, weights)): the next cells pass it to "
+                               "attention.merge_heads.", HINT_ATTENTION)
         if got.shape != expected.shape:
             return CheckResult(ATTENTION_NAME, False, f"on {where}: expected an output of shape "
-                               f"{tuple(expected.shape)} (batch, heads, length, d), got {tuple(got.shape)}.", hint)
-        empty = torch.tensor(lengths) == 0
-        if torch.isnan(got).any():
-            clean = got.clone()
-            clean[empty] = expected[empty]
-            if empty.any() and not torch.isnan(clean).any() and torch.allclose(clean, expected, atol=ATTENTION_TOLERANCE):
-                return CheckResult(ATTENTION_NAME, False, f"on {where}: right wherever a sequence has a real "
-                                   "token, but NaN for the sequence that is all padding (every score -inf, "
-                                   "softmax 0/0).", "replace NaN weights by 0, e.g. weights.nan_to_num(0.0): "
-                                   "a query with nothing to attend to returns zeros, as PyTorch does.")
-            return CheckResult(ATTENTION_NAME, False, f"on {where}: your output contains NaN.", hint)
-        if torch.allclose(got, expected, atol=ATTENTION_TOLERANCE, rtol=ATTENTION_TOLERANCE):
-            lines.append(f"{where}: {difference_bound((got - expected).abs().max(), ATTENTION_TOLERANCE / 10)}")
-            continue
-        for mistake, wrong in ATTENTION_MISTAKES.items():
-            with torch.no_grad():
-                candidate = wrong(q, k, v, mask).nan_to_num(0.0)
-            if torch.allclose(got.nan_to_num(0.0), candidate, atol=1e-5, rtol=1e-5):
-                return CheckResult(ATTENTION_NAME, False, f"on {where}: {mistake}.", hint)
-        return CheckResult(ATTENTION_NAME, False, f"on {where}: your output differs from PyTorch's "
-                           f"scaled_dot_product_attention by up to {float((got - expected).abs().max()):.2e}.", hint)
+                               f"{tuple(expected.shape)} (batch, heads, length, d), got {tuple(got.shape)}.",
+                               HINT_ATTENTION)
+        failed, finite = _attention_verdict(got, expected, q, k, v, mask, torch.tensor(lengths) == 0, where)
+        if failed is not None:
+            return failed
+        finite_padding |= finite
+        difference = (got - expected)[torch.tensor(lengths) != 0].abs().max()
+        lines.append(f"{where}: {difference_bound(difference, ATTENTION_TOLERANCE / 10)}")
     return CheckResult(ATTENTION_NAME, True, "equal to torch.nn.functional.scaled_dot_product_attention "
-                       f"within {ATTENTION_TOLERANCE:g}:\n  " + "\n  ".join(lines))
+                       f"within {ATTENTION_TOLERANCE:g}:\n  " + "\n  ".join(lines)
+                       + (f"\n{FINITE_PADDING_NOTE}" if finite_padding else ""))
 
 
 attention = Exercise(
@@ -146,6 +170,15 @@ attention = Exercise(
         "weights by 0 (weights.nan_to_num(0.0)). Then return weights @ v.",
     ),
     reference=reference.scaled_dot_product_attention,
+    solution_code='''
+def scaled_dot_product_attention(q, k, v, attention_mask):
+    """softmax(q kᵀ / √d + mask) v, where padding keys get -inf before the softmax."""
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5       # (batch, heads, query, key)
+    padding = attention_mask[:, None, None, :] == 0              # the same for every head and query
+    scores = scores.masked_fill(padding, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)      # a sequence of padding only: 0, not NaN
+    return weights @ v
+''',
 )
 
 
@@ -212,10 +245,18 @@ def _embedding_mistakes(model, ids, types):
     }
 
 
+HINT_EMBEDDINGS = nudge("ex03.embeddings")
+
+
 def _call_watching_embeddings(exercise: str, fn, model, *args):
-    """``call_or_verdict(fn, model, *args)``, and whether ``fn`` ran ``model.embeddings``."""
+    """``call_or_verdict(fn, copy of model, *args)``, and whether ``fn`` ran the copy's
+    ``embeddings`` module. The copy keeps the check's own model intact whatever ``fn`` does, and
+    a change to its weights is a failing verdict."""
+    import copy as copying
+
+    copy = copying.deepcopy(model)
     called = []
-    module = model.embeddings
+    module = copy.embeddings
     original = module.forward
 
     def spy(*inner, **options):
@@ -223,10 +264,11 @@ def _call_watching_embeddings(exercise: str, fn, model, *args):
         return original(*inner, **options)
 
     module.forward = spy  # an instance attribute: module(...) and module.forward(...) both reach it
-    try:
-        out, failed = call_or_verdict(exercise, fn, model, *args)
-    finally:
-        del module.forward
+    out, failed = call_or_verdict(exercise, fn, copy, *args)
+    if failed is None and not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                                      copy.state_dict().values())):
+        failed = CheckResult(exercise, False, "your function changed the model's weights in place; later "
+                             "cells still need them: read the tables, never write to them.")
     return out, failed, bool(called)
 
 
@@ -236,22 +278,18 @@ def check_build_input_embeddings(fn) -> CheckResult:
     import torch
 
     exercise = EMBEDDINGS_NAME
-    hint = ("look the ids up in model.embeddings.word_embeddings.weight, token_type_embeddings and "
-            "position_embeddings (positions 0..length-1), add the three, then apply "
-            "model.embeddings.LayerNorm.")
     lines = []
     for name, model, ids, types in _embedding_cases():
         with torch.no_grad():
             expected = model.embeddings(input_ids=ids, token_type_ids=types)
-            out, failed, called = _call_watching_embeddings(exercise, fn, model, ids.clone(), types.clone())
+            mistakes = _embedding_mistakes(model, ids, types)
+            out, failed, called = _call_watching_embeddings(exercise, fn, model, ids, types)
         if called:
-            return CheckResult(exercise, False, "your function ran model.embeddings (directly or "
-                               "through the model), which is what the exercise asks you to rebuild.",
-                               "use only the tables: model.embeddings.word_embeddings.weight, "
-                               "token_type_embeddings.weight, position_embeddings.weight and the "
-                               "LayerNorm module.")
+            return CheckResult(exercise, False, "your function ran model.embeddings (directly or through the "
+                               "model), which is what the exercise asks you to rebuild: use only its tables "
+                               "and its LayerNorm.", HINT_EMBEDDINGS)
         if failed is None:  # a failing CheckResult is falsy: compare with None
-            failed = shape_verdict(exercise, out, expected, f"on {name}, expected", hint)
+            failed = shape_verdict(exercise, out, expected, f"on {name}, your embeddings", HINT_EMBEDDINGS)
         if failed is not None:
             return failed
         try:
@@ -260,14 +298,13 @@ def check_build_input_embeddings(fn) -> CheckResult:
         except Exception as problem:  # e.g. a tensor on the meta device has no values
             return CheckResult(exercise, False, f"on {name}, your output cannot be compared "
                                f"({type(problem).__name__}: {problem}); return an ordinary tensor "
-                               "on the CPU.", hint)
+                               "on the CPU.", HINT_EMBEDDINGS)
         if not torch.allclose(out, expected, atol=EMBEDDING_TOLERANCE, rtol=EMBEDDING_TOLERANCE):
-            with torch.no_grad():
-                for mistake, wrong in _embedding_mistakes(model, ids, types).items():
-                    if torch.allclose(out, wrong, atol=1e-5, rtol=1e-5):
-                        return CheckResult(exercise, False, f"on {name}: {mistake}.", hint)
+            mistake = named_mistake(out, mistakes, lambda a, b: torch.allclose(a, b, atol=1e-5, rtol=1e-5))
+            if mistake:
+                return CheckResult(exercise, False, f"on {name}: {mistake}.", HINT_EMBEDDINGS)
             return CheckResult(exercise, False, f"on {name}, the largest difference from the "
-                               f"model's own embeddings is {error:.2e}.", hint)
+                               f"model's own embeddings is {error:.2e}.", HINT_EMBEDDINGS)
         lines.append(f"{name} {tuple(ids.shape)}: {difference_bound(error, EMBEDDING_TOLERANCE / 10)}")
     return CheckResult(exercise, True, f"equal to the model's embedding module within "
                        f"{EMBEDDING_TOLERANCE:g}:\n  " + "\n  ".join(lines))
@@ -286,4 +323,14 @@ embeddings = Exercise(
         "[token_type_ids] + tables.position_embeddings.weight[positions]).",
     ),
     reference=embeddings_reference.build_input_embeddings,
+    solution_code='''
+def build_input_embeddings(model, input_ids, token_type_ids):
+    """LayerNorm(token + segment + position embeddings), from the model's tables."""
+    tables = model.embeddings
+    positions = torch.arange(input_ids.shape[1])
+    summed = (tables.word_embeddings.weight[input_ids]
+              + tables.token_type_embeddings.weight[token_type_ids]
+              + tables.position_embeddings.weight[positions])  # broadcast over the batch
+    return tables.LayerNorm(summed)
+''',
 )
